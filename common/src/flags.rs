@@ -1,0 +1,1 @@
+//! Go-style flags (filled in by the flags work).

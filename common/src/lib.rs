@@ -1,0 +1,14 @@
+//! Code shared by the broker (`nsqd`), lookupd (`nsqlookupd`), the operator and tools.
+//!
+//! - [`names`]: NSQ's topic and channel name rule.
+//! - [`wire`]: protocol magics, V2 frames, the message layout.
+//! - [`flags`]: Go-style command-line parsing (`-flag value`, `--flag=value`, bare booleans,
+//!   Go durations) on top of clap, plus TOML `--config` files keyed like NSQ's.
+//! - [`logging`]: NSQ's stderr log format (`[nsqd] 2006/01/02 15:04:05.000000 INFO: ...`).
+//! - [`version`]: the NSQ version we speak and the `--version` line.
+
+pub mod flags;
+pub mod logging;
+pub mod names;
+pub mod version;
+pub mod wire;

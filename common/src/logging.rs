@@ -1,0 +1,1 @@
+//! NSQ log format (filled in by the logging work).
