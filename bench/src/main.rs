@@ -1,1 +1,507 @@
-fn main() {}
+//! `bench`: NSQ's `bench_writer` and `bench_reader` for any V2-speaking broker.
+//!
+//! ```text
+//! bench writer [--runfor 10s] [--tcp-address 127.0.0.1:4150] [--topic sub_bench]
+//!              [--size 200] [--batch-size 200] [--outstanding 1] [--deadline ...]
+//! bench reader [--runfor 10s] [--tcp-address 127.0.0.1:4150] [--topic sub_bench]
+//!              [--channel ch] [--rdy 2500] [--size 200] [--deadline ...]
+//! ```
+//!
+//! Both open `--connections` connections (default: `$GOMAXPROCS`, else one per CPU, like
+//! the Go tools' one goroutine per GOMAXPROCS), set them up untimed, then run for
+//! `--runfor`. The writer repeats one prebuilt MPUB of `--batch-size` zeroed
+//! `--size`-byte messages, with `--outstanding` MPUBs in flight (1 = the Go tool's
+//! wait-for-OK loop). The reader IDENTIFYs (feature negotiation), SUBs, sends `RDY --rdy`
+//! at the start and FINs everything, one write per socket read. Go-style flags
+//! (`-runfor=5s`, `-nsqd-tcp-address`) are accepted, and invoked as `bench_writer` or
+//! `bench_reader` (e.g. through a symlink) the subcommand is implied.
+//!
+//! Output: Go-style log lines on stderr, ending in the Go tools' summary
+//! `[bench_writer] 2006/01/02 15:04:05 duration: 10.0003s - 38.147mb/s - 200000.000ops/s -
+//! 5.000us/op`, then one parseable line on stdout:
+//! `writer: msgs=N msgs/sec=X MiB/s=Y duration_secs=D conns=C ...` (`reader: ...`).
+//! The exit status is 1 when any connection failed.
+//!
+//! Crate map:
+//! - [`protocol`]: commands, frame classification and the in-place receive buffer (pure).
+//! - [`conn`]: dialing and socket reads.
+//! - [`writer`] / [`reader`]: one connection's work in each role.
+//! - [`harness`]: the run's lifecycle (setup, deadline, start, Ctrl-C, collect).
+//! - [`recorder`]: counters, `--progress` and the `--flight-recorder` file.
+//! - [`report`]: the Go-style summary and the parseable line.
+//! - [`gotime`]: Go durations, the deadline layout and log timestamps.
+
+mod conn;
+mod gotime;
+mod harness;
+#[cfg(test)]
+mod mock;
+mod protocol;
+mod reader;
+mod recorder;
+mod report;
+mod writer;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+use crate::gotime::{format_duration, parse_duration};
+use crate::harness::{drive, Outcome, Settings};
+use crate::recorder::{render_flight_recording, Run};
+use crate::report::{go_summary, log_line, parseable};
+
+const EXAMPLES: &str = "\
+Examples:
+  bench writer --runfor 10s --tcp-address 127.0.0.1:4150 --topic sub_bench
+  bench writer --size 100 --batch-size 500 --outstanding 4 --connections 4
+  bench reader --runfor 10s --topic sub_bench --channel ch --rdy 2500
+  bench reader --progress --flight-recorder /tmp/reader.csv
+  bench_writer -runfor=5s -nsqd-tcp-address=10.0.0.1:4150     (Go spelling)
+
+stderr ends with the Go tools' summary:
+  [bench_writer] 2024/05/01 10:00:10 duration: 10.000512s - 95.362mb/s - 499974.402ops/s - 2.000us/op
+stdout gets one parseable line:
+  writer: msgs=5000000 msgs/sec=499974.4 MiB/s=95.362 duration_secs=10.000512 conns=2 ...";
+
+#[derive(Parser)]
+#[command(
+    name = "bench",
+    version,
+    about = "NSQ bench_writer / bench_reader equivalents for any nsqd-compatible broker",
+    after_help = EXAMPLES
+)]
+struct Cli {
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(Subcommand)]
+enum Role {
+    /// Publish MPUB batches as fast as the broker acknowledges them (bench_writer).
+    #[command(after_help = EXAMPLES)]
+    Writer(WriterArgs),
+    /// Subscribe and FIN every message as fast as the broker delivers (bench_reader).
+    #[command(after_help = EXAMPLES)]
+    Reader(ReaderArgs),
+}
+
+#[derive(Args)]
+struct CommonArgs {
+    /// Duration of time to run (Go duration: 10s, 1m30s, 500ms).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    runfor: Duration,
+    /// <addr>:<port> of the broker's TCP listener.
+    #[arg(
+        long = "tcp-address",
+        alias = "nsqd-tcp-address",
+        default_value = "127.0.0.1:4150"
+    )]
+    tcp_address: String,
+    /// Topic to publish to / receive messages on.
+    #[arg(long, default_value = "sub_bench")]
+    topic: String,
+    /// Size of messages in bytes (the reader uses it only for the Go summary's mb/s).
+    #[arg(long, default_value_t = 200)]
+    size: usize,
+    /// Start the timed run at this UTC time, "2006-01-02 15:04:05" (after connecting).
+    #[arg(long)]
+    deadline: Option<String>,
+    /// Number of connections [default: $GOMAXPROCS, else the number of CPUs].
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Tokio worker threads [default: min(connections, CPUs)].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Timeout for each TCP connect (Go duration).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    connect_timeout: Duration,
+    /// Write the last samples of per-connection throughput and the run's events
+    /// (connects, error frames, failures) to FILE when the run ends, however it ends.
+    #[arg(long, value_name = "FILE")]
+    flight_recorder: Option<PathBuf>,
+    /// Samples the flight recorder keeps (the most recent win).
+    #[arg(long, default_value_t = 3600)]
+    flight_recorder_samples: usize,
+    /// Sampling period for --progress and --flight-recorder (Go duration).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    sample_interval: Duration,
+    /// Print the message rate to stderr every --sample-interval.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false,
+          default_missing_value = "true")]
+    progress: bool,
+}
+
+#[derive(Args)]
+struct WriterArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Messages per MPUB.
+    #[arg(long, default_value_t = 200)]
+    batch_size: usize,
+    /// MPUBs in flight per connection; 1 waits for each OK like the Go bench_writer,
+    /// more pipelines (reported in the output).
+    #[arg(long, alias = "pipeline", default_value_t = 1)]
+    outstanding: usize,
+}
+
+#[derive(Args)]
+struct ReaderArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Channel to receive messages on.
+    #[arg(long, default_value = "ch")]
+    channel: String,
+    /// RDY count to use, per connection.
+    #[arg(long, default_value_t = 2500)]
+    rdy: u64,
+    /// IDENTIFY output_buffer_size in bytes (broker default when unset).
+    #[arg(long)]
+    output_buffer_size: Option<i64>,
+    /// IDENTIFY output_buffer_timeout (Go duration; broker default when unset).
+    #[arg(long, value_parser = parse_duration)]
+    output_buffer_timeout: Option<Duration>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_from(go_style_args(std::env::args_os().collect()));
+    let (common, kind) = match &cli.role {
+        Role::Writer(a) => (&a.common, "bench_writer"),
+        Role::Reader(a) => (&a.common, "bench_reader"),
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let connections = common.connections.unwrap_or_else(|| {
+        std::env::var("GOMAXPROCS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|n: &usize| *n > 0)
+            .unwrap_or(cpus)
+    });
+    let threads = common.threads.unwrap_or(connections.min(cpus)).max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.role {
+            Role::Writer(args) => run_writer(args, connections).await,
+            Role::Reader(args) => run_reader(args, connections).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{}", log_line(kind, &format!("fatal: {e:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Accepts the Go tools' spellings: `-flag` becomes `--flag`, and a program named
+/// `bench_writer`/`bench_reader` implies the subcommand.
+fn go_style_args(mut args: Vec<OsString>) -> Vec<OsString> {
+    let program = args.first().map(|p| {
+        PathBuf::from(p)
+            .file_name()
+            .map(|f| f.to_owned())
+            .unwrap_or_default()
+    });
+    let implied = match program.as_ref().and_then(|p| p.to_str()) {
+        Some("bench_writer") => Some("writer"),
+        Some("bench_reader") => Some("reader"),
+        _ => None,
+    };
+    if let Some(role) = implied {
+        args.insert(1.min(args.len()), role.into());
+    }
+    let mut out = Vec::with_capacity(args.len());
+    let mut flags_done = false;
+    for arg in args {
+        match arg.to_str() {
+            Some("--") => {
+                flags_done = true;
+                out.push(arg);
+            }
+            Some(s)
+                if !flags_done
+                    && s.len() > 2
+                    && s.starts_with('-')
+                    && s.as_bytes()[1].is_ascii_alphabetic() =>
+            {
+                out.push(format!("-{s}").into());
+            }
+            _ => out.push(arg),
+        }
+    }
+    out
+}
+
+fn settings(common: &CommonArgs, connections: usize) -> Result<Settings> {
+    if connections == 0 {
+        bail!("--connections must be at least 1");
+    }
+    if common.sample_interval.is_zero() {
+        bail!("--sample-interval must be positive");
+    }
+    Ok(Settings {
+        connections,
+        runfor: common.runfor,
+        deadline: common.deadline.clone(),
+        sample_interval: common.sample_interval,
+        window: if common.flight_recorder.is_some() {
+            common.flight_recorder_samples
+        } else {
+            0
+        },
+        progress: common.progress,
+    })
+}
+
+async fn run_writer(args: WriterArgs, connections: usize) -> Result<ExitCode> {
+    let c = &args.common;
+    if args.batch_size == 0 || args.outstanding == 0 {
+        bail!("--batch-size and --outstanding must be at least 1");
+    }
+    let settings = settings(c, connections)?;
+    let run = Run::new("bench_writer", connections);
+    let plan = Arc::new(writer::Plan {
+        command: protocol::mpub_command(&c.topic, c.size, args.batch_size),
+        batch_size: args.batch_size as u64,
+        size: c.size as u64,
+        outstanding: args.outstanding,
+    });
+    let describe = format!(
+        "{connections} connections to {}, topic {}, MPUB of {} x {}-byte messages, \
+         {} outstanding per connection, runfor {}",
+        c.tcp_address,
+        c.topic,
+        args.batch_size,
+        c.size,
+        args.outstanding,
+        format_duration(c.runfor)
+    );
+    eprintln!("{}", log_line(run.kind, &describe));
+    if args.outstanding > 1 {
+        eprintln!(
+            "{}",
+            log_line(
+                run.kind,
+                &format!(
+                    "pipelining: up to {} MPUBs in flight per connection \
+                     (the Go bench_writer waits for each OK: --outstanding 1)",
+                    args.outstanding
+                )
+            )
+        );
+    }
+    let (addr, timeout) = (c.tcp_address.clone(), c.connect_timeout);
+    let outcome = drive(
+        &run,
+        &settings,
+        |_| {
+            let addr = addr.clone();
+            async move { writer::connect(&addr, timeout).await }
+        },
+        |i, stream, end, stop| {
+            writer::publish(stream, plan.clone(), end, run.counters[i].clone(), stop)
+        },
+    )
+    .await?;
+    let extra = vec![
+        ("conns", connections.to_string()),
+        ("size", c.size.to_string()),
+        ("batch_size", args.batch_size.to_string()),
+        ("outstanding", args.outstanding.to_string()),
+    ];
+    finish(
+        &run,
+        c,
+        "writer",
+        &describe,
+        outcome,
+        extra,
+        run.total_bytes(),
+    )
+}
+
+async fn run_reader(args: ReaderArgs, connections: usize) -> Result<ExitCode> {
+    let c = &args.common;
+    let settings = settings(c, connections)?;
+    let run = Run::new("bench_reader", connections);
+    let mut identify_extra = serde_json::Map::new();
+    if let Some(size) = args.output_buffer_size {
+        identify_extra.insert("output_buffer_size".into(), size.into());
+    }
+    if let Some(timeout) = args.output_buffer_timeout {
+        identify_extra.insert(
+            "output_buffer_timeout".into(),
+            (timeout.as_millis() as u64).into(),
+        );
+    }
+    let plan = Arc::new(reader::Plan {
+        topic: c.topic.clone(),
+        channel: args.channel.clone(),
+        rdy: args.rdy,
+        identify_extra,
+    });
+    let describe = format!(
+        "{connections} connections to {}, topic {} channel {}, RDY {} per connection, runfor {}",
+        c.tcp_address,
+        c.topic,
+        args.channel,
+        args.rdy,
+        format_duration(c.runfor)
+    );
+    eprintln!("{}", log_line(run.kind, &describe));
+    let (addr, timeout) = (c.tcp_address.clone(), c.connect_timeout);
+    let outcome = drive(
+        &run,
+        &settings,
+        |i| {
+            let (addr, plan, run) = (addr.clone(), plan.clone(), run.clone());
+            async move {
+                let sub = reader::subscribe(&addr, timeout, i, &plan).await?;
+                if let Some(max) = sub.max_rdy_count.filter(|max| plan.rdy > *max) {
+                    run.warn(format!(
+                        "conn {i}: --rdy {} exceeds the broker's max_rdy_count {max}",
+                        plan.rdy
+                    ));
+                }
+                Ok(sub)
+            }
+        },
+        |i, sub, end, stop| {
+            reader::consume(
+                sub,
+                i,
+                plan.clone(),
+                end,
+                run.counters[i].clone(),
+                run.clone(),
+                stop,
+            )
+        },
+    )
+    .await?;
+    let extra = vec![
+        ("conns", connections.to_string()),
+        ("rdy", args.rdy.to_string()),
+        ("error_frames", run.total_error_frames().to_string()),
+    ];
+    finish(
+        &run,
+        c,
+        "reader",
+        &describe,
+        outcome,
+        extra,
+        run.total_bytes(),
+    )
+}
+
+/// Prints the summary lines, writes the flight recording and picks the exit status.
+fn finish(
+    run: &Run,
+    c: &CommonArgs,
+    role: &str,
+    describe: &str,
+    outcome: Outcome,
+    mut extra: Vec<(&str, String)>,
+    bytes: u64,
+) -> Result<ExitCode> {
+    let msgs = run.total_msgs();
+    if outcome.interrupted {
+        eprintln!(
+            "{}",
+            log_line(run.kind, "interrupted; reporting the partial run")
+        );
+    }
+    eprintln!(
+        "{}",
+        log_line(run.kind, &go_summary(outcome.duration, msgs, c.size))
+    );
+    let (min, max) = run.conn_spread();
+    extra.push(("conn_min", min.to_string()));
+    extra.push(("conn_max", max.to_string()));
+    extra.push(("failed_conns", outcome.failures.len().to_string()));
+    if outcome.interrupted {
+        extra.push(("interrupted", "true".to_string()));
+    }
+    println!("{}", parseable(role, outcome.duration, msgs, bytes, &extra));
+    if let Some(path) = &c.flight_recorder {
+        let text = render_flight_recording(run, describe, &outcome.samples);
+        std::fs::write(path, text)
+            .with_context(|| format!("writing the flight recording to {}", path.display()))?;
+    }
+    Ok(if outcome.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        go_style_args(list.iter().map(OsString::from).collect())
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn go_spellings_are_accepted() {
+        assert_eq!(
+            args(&[
+                "/usr/bin/bench_writer",
+                "-runfor=5s",
+                "-nsqd-tcp-address",
+                "h:1",
+                "-h"
+            ]),
+            [
+                "/usr/bin/bench_writer",
+                "writer",
+                "--runfor=5s",
+                "--nsqd-tcp-address",
+                "h:1",
+                "-h"
+            ]
+        );
+        assert_eq!(
+            args(&["bench", "reader", "--rdy", "10", "--", "-x"]),
+            ["bench", "reader", "--rdy", "10", "--", "-x"]
+        );
+        let cli = Cli::try_parse_from(args(&["bench_reader", "-runfor=5s", "-rdy=7"])).unwrap();
+        match cli.role {
+            Role::Reader(r) => {
+                assert_eq!((r.common.runfor, r.rdy), (Duration::from_secs(5), 7));
+                assert_eq!(r.common.tcp_address, "127.0.0.1:4150");
+                assert_eq!(r.channel, "ch");
+            }
+            Role::Writer(_) => panic!("expected the reader"),
+        }
+    }
+
+    #[test]
+    fn writer_defaults_match_the_go_tool() {
+        let cli = Cli::try_parse_from(["bench", "writer"]).unwrap();
+        match cli.role {
+            Role::Writer(w) => {
+                assert_eq!(w.common.runfor, Duration::from_secs(10));
+                assert_eq!((w.common.size, w.batch_size, w.outstanding), (200, 200, 1));
+                assert_eq!(w.common.topic, "sub_bench");
+                assert!(!w.common.progress);
+            }
+            Role::Reader(_) => panic!("expected the writer"),
+        }
+    }
+}

@@ -1,1 +1,40 @@
-//! broker
+//! An nsqd-compatible NSQ broker.
+//!
+//! Data flows one way: PUB → [`topic`] → [`channel`]s → a consumer's connection.
+//!
+//! - [`nsqd`]: shared state: options, the topic map, clients, metadata, shutdown.
+//! - [`options`]: nsqd 1.3's flags, defaults and `--config` file.
+//! - [`tcp`]: the listener; reads the protocol magic.
+//! - [`protocol`]: TCP protocol V2: [`protocol::command`] parses bytes into
+//!   commands (pure, fuzzable), [`protocol::identify`] negotiates, and
+//!   [`protocol::v2`] runs one connection (commands, message pump, heartbeats).
+//! - [`http`]: nsqd's HTTP API (`/pub`, `/mpub`, `/stats`, `/topic/*`, ...).
+//! - [`stats`]: `/stats` snapshots in nsqd's JSON and text shapes.
+//! - [`topic`]: assigns IDs, fans messages out, holds a backlog while it has no
+//!   channel or is paused.
+//! - [`channel`]: memory queue + diskqueue, in-flight table, deferred queue;
+//!   consumers pull batches from it.
+//! - [`client`]: per-connection counters shared with channels and stats.
+//! - [`message`], [`guid`]: the message and its ID.
+//! - [`backend`]: the diskqueue (go-diskqueue's format, from `nsq-diskqueue`) or
+//!   nothing for ephemeral queues.
+//! - [`metadata`]: `nsqd.dat`.
+//! - [`queue_scan`]: in-flight/deferred deadlines and periodic fsync.
+//! - [`clock`]: monotonic instants as integers.
+
+pub mod backend;
+pub mod channel;
+pub mod client;
+pub mod clock;
+pub mod guid;
+pub mod http;
+pub mod message;
+pub mod metadata;
+pub mod nsqd;
+pub mod options;
+pub mod protocol;
+pub mod queue_scan;
+pub mod server;
+pub mod stats;
+pub mod tcp;
+pub mod topic;

@@ -1,0 +1,252 @@
+//! `bench reader`: the equivalent of NSQ's `bench_reader`. Before the start each
+//! connection sends the magic, `IDENTIFY` (with `feature_negotiation`) and `SUB`, and waits
+//! for both answers. At the start it sends `RDY --rdy`, then FINs every message it
+//! receives (all FINs for one socket read go out in one write) and answers heartbeats with
+//! NOP, until `--runfor` is up, when it just closes the connection like the Go tool.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::conn::{dial, fill};
+use crate::protocol::{identify_command, put_fin, rdy_command, sub_command, Frame, ReadBuf, NOP};
+use crate::recorder::{Counters, Run};
+
+/// Receive buffer per connection: room for thousands of messages per read.
+const READ_BUF: usize = 1 << 20;
+/// Error frames logged per connection before only counting them.
+const LOGGED_ERRORS: u64 = 10;
+
+/// What every reader connection shares.
+pub struct Plan {
+    pub topic: String,
+    pub channel: String,
+    pub rdy: u64,
+    /// Extra IDENTIFY fields (`output_buffer_size`, ...), already JSON values.
+    pub identify_extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A subscribed connection waiting for its `RDY`.
+pub struct Subscribed {
+    stream: TcpStream,
+    rb: ReadBuf,
+    /// The broker's `max_rdy_count` when it negotiated features.
+    pub max_rdy_count: Option<u64>,
+}
+
+/// The IDENTIFY body: who we are, plus `feature_negotiation` so the broker answers in JSON.
+pub fn identify_body(conn: usize, extra: &serde_json::Map<String, serde_json::Value>) -> Vec<u8> {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "nsq-bench".to_string());
+    let mut body = serde_json::Map::new();
+    body.insert("client_id".into(), format!("bench_reader-{conn}").into());
+    body.insert("hostname".into(), hostname.into());
+    body.insert(
+        "user_agent".into(),
+        format!("nsq-bench/{}", env!("CARGO_PKG_VERSION")).into(),
+    );
+    body.insert("feature_negotiation".into(), true.into());
+    body.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    serde_json::to_vec(&body).expect("a JSON map serializes")
+}
+
+/// What the IDENTIFY answer tells us: `Ok(max_rdy_count)`, or an error when it turned on a
+/// feature this tool does not speak (TLS, compression, auth).
+pub fn check_identify_response(data: &[u8]) -> Result<Option<u64>> {
+    let v: serde_json::Value =
+        serde_json::from_slice(data).context("IDENTIFY response is neither OK nor JSON")?;
+    for feature in ["tls_v2", "deflate", "snappy", "auth_required"] {
+        if v.get(feature).and_then(|f| f.as_bool()) == Some(true) {
+            bail!("broker turned on {feature}, which nsq-bench does not support");
+        }
+    }
+    Ok(v.get("max_rdy_count").and_then(|m| m.as_u64()))
+}
+
+pub async fn subscribe(
+    addr: &str,
+    timeout: Duration,
+    conn: usize,
+    plan: &Plan,
+) -> Result<Subscribed> {
+    let mut prologue = identify_command(&identify_body(conn, &plan.identify_extra));
+    prologue.extend_from_slice(&sub_command(&plan.topic, &plan.channel));
+    let mut stream = dial(addr, timeout, &prologue).await?;
+    let mut rb = ReadBuf::new(READ_BUF);
+    let mut max_rdy_count = None;
+    let mut answers = 0;
+    while answers < 2 {
+        fill(&mut stream, &mut rb).await?;
+        while let Some(frame) = rb.next_frame()? {
+            let step = if answers == 0 { "IDENTIFY" } else { "SUB" };
+            match frame {
+                Frame::Ok => answers += 1,
+                Frame::Response(r) if answers == 0 => {
+                    max_rdy_count = check_identify_response(r)?;
+                    answers += 1;
+                }
+                Frame::Heartbeat => stream.write_all(NOP).await?,
+                Frame::Error(e) => bail!("{step} failed: {}", String::from_utf8_lossy(e)),
+                Frame::Response(r) => {
+                    bail!(
+                        "unexpected {step} response {:?}",
+                        String::from_utf8_lossy(r)
+                    )
+                }
+                Frame::Message(_) => bail!("message before RDY"),
+            }
+        }
+    }
+    Ok(Subscribed {
+        stream,
+        rb,
+        max_rdy_count,
+    })
+}
+
+/// Tallies of one read batch.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub msgs: u64,
+    pub bytes: u64,
+    pub heartbeats: u64,
+}
+
+/// Consumes every complete frame: appends a FIN per message and a NOP per heartbeat to
+/// `out`, and hands error frames and other responses to `on_other`.
+pub fn take_frames(
+    rb: &mut ReadBuf,
+    out: &mut Vec<u8>,
+    mut on_other: impl FnMut(Frame<'_>),
+) -> Result<Batch> {
+    let mut batch = Batch::default();
+    while let Some(frame) = rb.next_frame()? {
+        match frame {
+            Frame::Message(m) => {
+                put_fin(out, &m.id);
+                batch.msgs += 1;
+                batch.bytes += m.body.len() as u64;
+            }
+            Frame::Heartbeat => {
+                out.extend_from_slice(NOP);
+                batch.heartbeats += 1;
+            }
+            other => on_other(other),
+        }
+    }
+    Ok(batch)
+}
+
+/// Consumes until `end` or until `stop` turns true.
+pub async fn consume(
+    sub: Subscribed,
+    conn: usize,
+    plan: Arc<Plan>,
+    end: Instant,
+    counters: Arc<Counters>,
+    run: Arc<Run>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let Subscribed {
+        mut stream, mut rb, ..
+    } = sub;
+    stream.write_all(&rdy_command(plan.rdy)).await?;
+    let mut out = Vec::with_capacity(64 << 10);
+    let deadline = tokio::time::sleep_until(end.into());
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            r = fill(&mut stream, &mut rb) => r?,
+            _ = &mut deadline => return Ok(()),
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        }
+        let batch = take_frames(&mut rb, &mut out, |frame| match frame {
+            Frame::Error(e) => {
+                if counters.error_frame() <= LOGGED_ERRORS {
+                    run.warn(format!("conn {conn}: {}", String::from_utf8_lossy(e)));
+                }
+            }
+            Frame::Response(r) => run.event(format!(
+                "conn {conn}: response {:?}",
+                String::from_utf8_lossy(r)
+            )),
+            _ => {}
+        })?;
+        if batch.msgs > 0 {
+            counters.add(batch.msgs, batch.bytes);
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            out.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use nsq_common::wire::{put_frame, put_message_frame, FRAME_TYPE_ERROR, FRAME_TYPE_RESPONSE};
+
+    #[test]
+    fn each_read_batch_becomes_one_buffer_of_fins_and_nops() {
+        let mut b = BytesMut::new();
+        put_message_frame(&mut b, 1, 1, b"000000000000000a", &[0; 200]);
+        put_frame(&mut b, FRAME_TYPE_RESPONSE, b"_heartbeat_");
+        put_frame(&mut b, FRAME_TYPE_ERROR, b"E_FIN_FAILED nope");
+        put_message_frame(&mut b, 1, 1, b"000000000000000b", &[0; 100]);
+        // A partial third message stays buffered for the next read.
+        let mut partial = BytesMut::new();
+        put_message_frame(&mut partial, 1, 1, b"000000000000000c", &[0; 50]);
+        b.extend_from_slice(&partial[..30]);
+
+        let mut rb = ReadBuf::new(4096);
+        rb.spare()[..b.len()].copy_from_slice(&b);
+        rb.filled(b.len());
+        let mut out = Vec::new();
+        let mut others = Vec::new();
+        let batch = take_frames(&mut rb, &mut out, |f| others.push(format!("{f:?}"))).unwrap();
+        assert_eq!(
+            batch,
+            Batch {
+                msgs: 2,
+                bytes: 300,
+                heartbeats: 1
+            }
+        );
+        assert_eq!(out, b"FIN 000000000000000a\nNOP\nFIN 000000000000000b\n");
+        assert_eq!(others.len(), 1);
+        assert!(others[0].starts_with("Error("));
+
+        let rest = &partial[30..];
+        rb.spare()[..rest.len()].copy_from_slice(rest);
+        rb.filled(rest.len());
+        out.clear();
+        let batch = take_frames(&mut rb, &mut out, |_| {}).unwrap();
+        assert_eq!((batch.msgs, batch.bytes), (1, 50));
+        assert_eq!(out, b"FIN 000000000000000c\n");
+    }
+
+    #[test]
+    fn identify_answers_are_checked() {
+        let ok = br#"{"max_rdy_count":2500,"tls_v2":false,"deflate":false,"snappy":false}"#;
+        assert_eq!(check_identify_response(ok).unwrap(), Some(2500));
+        assert!(check_identify_response(br#"{"snappy":true}"#).is_err());
+        assert!(check_identify_response(b"E_WHAT").is_err());
+    }
+
+    #[test]
+    fn identify_body_negotiates_features_and_carries_extras() {
+        let mut extra = serde_json::Map::new();
+        extra.insert("output_buffer_size".into(), 65536.into());
+        let v: serde_json::Value = serde_json::from_slice(&identify_body(3, &extra)).unwrap();
+        assert_eq!(v["feature_negotiation"], true);
+        assert_eq!(v["client_id"], "bench_reader-3");
+        assert_eq!(v["output_buffer_size"], 65536);
+    }
+}

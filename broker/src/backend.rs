@@ -1,0 +1,126 @@
+//! A topic's or channel's overflow store: go-diskqueue files, or nothing for
+//! ephemeral queues (nsqd discards their overflow).
+
+use crate::message::Message;
+use bytes::{Bytes, BytesMut};
+use nsq_common::wire::MESSAGE_HEADER_LENGTH;
+use nsq_diskqueue::DiskQueue;
+use std::path::Path;
+
+/// Sizes and paths every queue needs, fixed at start-up.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    pub data_path: std::path::PathBuf,
+    pub mem_queue_size: usize,
+    pub max_bytes_per_file: i64,
+    pub sync_every: i64,
+    pub max_msg_size: i64,
+    pub node_id: i64,
+}
+
+pub enum Backend {
+    Disk(DiskQueue),
+    /// Ephemeral: overflow is dropped, as nsqd's dummy backend does.
+    Discard,
+}
+
+impl Backend {
+    /// Opens `name`'s diskqueue (`topic` or `topic:channel`) unless ephemeral.
+    pub fn open(name: &str, ephemeral: bool, cfg: &QueueConfig) -> Backend {
+        if ephemeral {
+            return Backend::Discard;
+        }
+        match DiskQueue::open(
+            name,
+            Path::new(&cfg.data_path),
+            cfg.max_bytes_per_file,
+            MESSAGE_HEADER_LENGTH as i32,
+            (cfg.max_msg_size + MESSAGE_HEADER_LENGTH as i64).min(i32::MAX as i64) as i32,
+            cfg.sync_every,
+        ) {
+            Ok(dq) => Backend::Disk(dq),
+            Err(e) => {
+                // Refusing to run is worse than losing overflow durability for one queue.
+                tracing::error!(
+                    "DISKQUEUE({name}): failed to open, overflow will be dropped - {e}"
+                );
+                Backend::Discard
+            }
+        }
+    }
+
+    /// Writes `msg` in nsqd's encoding; `scratch` avoids an allocation per write.
+    pub fn put(&mut self, msg: &Message, scratch: &mut BytesMut) -> bool {
+        match self {
+            Backend::Disk(dq) => {
+                scratch.clear();
+                msg.encode(scratch);
+                match dq.put(scratch) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!("failed to write message to backend - {e}");
+                        false
+                    }
+                }
+            }
+            Backend::Discard => false,
+        }
+    }
+
+    /// Next message, skipping undecodable records.
+    pub fn read(&mut self) -> Option<Message> {
+        let Backend::Disk(dq) = self else {
+            return None;
+        };
+        loop {
+            let record = dq.read_next()?;
+            match Message::decode(Bytes::from(record)) {
+                Some(m) => return Some(m),
+                None => tracing::error!("failed to decode message from backend"),
+            }
+        }
+    }
+
+    pub fn depth(&self) -> i64 {
+        match self {
+            Backend::Disk(dq) => dq.depth(),
+            Backend::Discard => 0,
+        }
+    }
+
+    pub fn sync_if_needed(&mut self) {
+        if let Backend::Disk(dq) = self {
+            if dq.needs_sync() {
+                if let Err(e) = dq.sync() {
+                    tracing::error!("diskqueue sync failed - {e}");
+                }
+            }
+        }
+    }
+
+    pub fn empty(&mut self) {
+        if let Backend::Disk(dq) = self {
+            if let Err(e) = dq.empty() {
+                tracing::error!("diskqueue empty failed - {e}");
+            }
+        }
+    }
+
+    /// Persists and releases the files (shutdown).
+    pub fn close(self) {
+        if let Backend::Disk(dq) = self {
+            if let Err(e) = dq.close() {
+                tracing::error!("diskqueue close failed - {e}");
+            }
+        }
+    }
+
+    /// Removes the files (topic or channel deleted).
+    pub fn delete(self) {
+        if let Backend::Disk(dq) = self {
+            if let Err(e) = dq.delete() {
+                tracing::error!("diskqueue delete failed - {e}");
+            }
+        }
+    }
+}

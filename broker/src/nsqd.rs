@@ -1,0 +1,289 @@
+//! The broker's shared state: options, the topic map, connected clients,
+//! metadata persistence, the data-path lock and the shutdown signal.
+
+use crate::backend::QueueConfig;
+use crate::channel::Channel;
+use crate::client::ClientShared;
+use crate::metadata::{self, ChannelMeta, Metadata, TopicMeta};
+use crate::options::Options;
+use crate::topic::Topic;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use tokio::sync::watch;
+
+pub struct Nsqd {
+    opts: RwLock<Arc<Options>>,
+    pub cfg: Arc<QueueConfig>,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    clients: Mutex<HashMap<u64, Arc<ClientShared>>>,
+    next_client_id: AtomicU64,
+    /// Unix seconds.
+    pub start_time: i64,
+    /// Suppresses metadata writes while `nsqd.dat` itself is being loaded.
+    loading: AtomicBool,
+    metadata_lock: Mutex<()>,
+    shutdown: watch::Sender<bool>,
+    health: Mutex<Option<String>>,
+    pub tcp_addr: OnceLock<SocketAddr>,
+    pub http_addr: OnceLock<SocketAddr>,
+    _dir_lock: std::fs::File,
+}
+
+impl Nsqd {
+    /// Locks the data path and loads `nsqd.dat`.
+    pub fn new(opts: Options) -> Result<Arc<Nsqd>, String> {
+        let data_path = if opts.data_path.as_os_str().is_empty() {
+            std::env::current_dir().map_err(|e| e.to_string())?
+        } else {
+            opts.data_path.clone()
+        };
+        std::fs::create_dir_all(&data_path)
+            .map_err(|e| format!("failed to create --data-path={} - {e}", data_path.display()))?;
+        let dir_lock = lock_dir(&data_path)?;
+        let cfg = Arc::new(QueueConfig {
+            data_path,
+            mem_queue_size: opts.mem_queue_size.max(0) as usize,
+            max_bytes_per_file: opts.max_bytes_per_file,
+            sync_every: opts.sync_every,
+            max_msg_size: opts.max_msg_size,
+            node_id: opts.node_id,
+        });
+        let (shutdown, _) = watch::channel(false);
+        let nsqd = Arc::new(Nsqd {
+            opts: RwLock::new(Arc::new(opts)),
+            cfg,
+            topics: RwLock::new(HashMap::new()),
+            clients: Mutex::new(HashMap::new()),
+            next_client_id: AtomicU64::new(0),
+            start_time: crate::message::unix_nanos() / 1_000_000_000,
+            loading: AtomicBool::new(true),
+            metadata_lock: Mutex::new(()),
+            shutdown,
+            health: Mutex::new(None),
+            tcp_addr: OnceLock::new(),
+            http_addr: OnceLock::new(),
+            _dir_lock: dir_lock,
+        });
+        nsqd.load_metadata()?;
+        nsqd.loading.store(false, Ordering::Release);
+        Ok(nsqd)
+    }
+
+    pub fn opts(&self) -> Arc<Options> {
+        Arc::clone(&self.opts.read())
+    }
+
+    pub fn swap_opts(&self, opts: Options) {
+        *self.opts.write() = Arc::new(opts);
+    }
+
+    fn load_metadata(self: &Arc<Self>) -> Result<(), String> {
+        let meta = metadata::load(&self.cfg.data_path)?;
+        for t in meta.topics {
+            if !nsq_common::names::is_valid_topic_name(&t.name) {
+                tracing::warn!("skipping creation of invalid topic {}", t.name);
+                continue;
+            }
+            let topic = self.get_topic(&t.name);
+            if t.paused {
+                topic.pause();
+            }
+            for c in t.channels {
+                if !nsq_common::names::is_valid_channel_name(&c.name) {
+                    tracing::warn!("skipping creation of invalid channel {}", c.name);
+                    continue;
+                }
+                let ch = self.get_channel(&topic, &c.name);
+                if c.paused {
+                    ch.pause();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `nsqd.dat` from the live topics (ephemeral ones excluded).
+    pub fn persist_metadata(&self) {
+        if self.loading.load(Ordering::Acquire) {
+            return;
+        }
+        let _guard = self.metadata_lock.lock();
+        let mut topics: Vec<TopicMeta> = self
+            .topics()
+            .into_iter()
+            .filter(|t| !t.ephemeral)
+            .map(|t| TopicMeta {
+                name: t.name.clone(),
+                paused: t.is_paused(),
+                channels: t
+                    .channels()
+                    .into_iter()
+                    .filter(|c| !c.ephemeral)
+                    .map(|c| ChannelMeta {
+                        name: c.name.clone(),
+                        paused: c.is_paused(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        let meta = Metadata {
+            topics,
+            version: nsq_common::version::NSQ_VERSION.to_owned(),
+        };
+        if let Err(e) = metadata::save(&self.cfg.data_path, &meta) {
+            tracing::error!("failed to persist metadata - {e}");
+        }
+    }
+
+    /// The topic, created (and persisted) when missing.
+    pub fn get_topic(self: &Arc<Self>, name: &str) -> Arc<Topic> {
+        if let Some(t) = self.topics.read().get(name) {
+            return Arc::clone(t);
+        }
+        let created = {
+            let mut topics = self.topics.write();
+            if let Some(t) = topics.get(name) {
+                return Arc::clone(t);
+            }
+            let t = Topic::new(name, Arc::clone(&self.cfg));
+            topics.insert(name.to_owned(), Arc::clone(&t));
+            t
+        };
+        tracing::info!("TOPIC({name}): created");
+        if !created.ephemeral {
+            self.persist_metadata();
+        }
+        created
+    }
+
+    pub fn existing_topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().get(name).cloned()
+    }
+
+    /// All topics, sorted by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let mut v: Vec<_> = self.topics.read().values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// The channel, created (and persisted) when missing.
+    pub fn get_channel(&self, topic: &Arc<Topic>, name: &str) -> Arc<Channel> {
+        let (ch, created) = topic.get_channel(name);
+        if created {
+            tracing::info!("TOPIC({}): new channel({name})", topic.name);
+            if !ch.ephemeral {
+                self.persist_metadata();
+            }
+        }
+        ch
+    }
+
+    pub fn delete_topic(&self, name: &str) -> bool {
+        let Some(topic) = self.topics.write().remove(name) else {
+            return false;
+        };
+        tracing::info!("TOPIC({name}): deleting");
+        topic.delete();
+        self.persist_metadata();
+        true
+    }
+
+    pub fn delete_channel(&self, topic: &Topic, name: &str) -> bool {
+        if !topic.delete_channel(name) {
+            return false;
+        }
+        tracing::info!("CHANNEL({}:{name}): deleting", topic.name);
+        self.persist_metadata();
+        true
+    }
+
+    /// A consumer left; ephemeral channels and topics go with their last user.
+    pub fn client_left(&self, topic: &Topic, channel: &Channel, client_id: u64) {
+        if !channel.remove_client(client_id) {
+            return;
+        }
+        if topic.delete_channel_if_unused(&channel.name) {
+            tracing::info!(
+                "CHANNEL({}:{}): ephemeral, deleted",
+                topic.name,
+                channel.name
+            );
+            if topic.ephemeral && topic.channel_count() == 0 {
+                self.delete_topic(&topic.name);
+            }
+        }
+    }
+
+    pub fn add_client(&self, remote: String) -> Arc<ClientShared> {
+        let id = self.next_client_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let c = Arc::new(ClientShared::new(
+            id,
+            remote,
+            crate::message::unix_nanos() / 1_000_000_000,
+        ));
+        self.clients.lock().insert(id, Arc::clone(&c));
+        c
+    }
+
+    pub fn remove_client(&self, id: u64) {
+        self.clients.lock().remove(&id);
+    }
+
+    pub fn clients(&self) -> Vec<Arc<ClientShared>> {
+        let mut v: Vec<_> = self.clients.lock().values().cloned().collect();
+        v.sort_by_key(|c| c.id);
+        v
+    }
+
+    /// `None` when healthy, else the error nsqd's `/ping` reports.
+    pub fn health(&self) -> Option<String> {
+        self.health.lock().clone()
+    }
+
+    pub fn set_health(&self, err: Option<String>) {
+        *self.health.lock() = err;
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    pub fn is_exiting(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Tells every task to stop (listeners, connections, loops).
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Persists metadata and flushes every topic and channel to disk.
+    pub fn close(&self) {
+        self.persist_metadata();
+        for t in self.topics() {
+            t.close();
+        }
+        tracing::info!("NSQ: closed topics and channels");
+    }
+}
+
+/// An exclusive, non-blocking flock on the data directory, held for the process lifetime.
+fn lock_dir(path: &std::path::Path) -> Result<std::fs::File, String> {
+    let f = std::fs::File::open(path)
+        .map_err(|e| format!("failed to open --data-path={} - {e}", path.display()))?;
+    // SAFETY: flock on a valid, owned descriptor has no memory-safety preconditions.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(format!(
+            "--data-path={} in use (possibly by another instance of nsqd)",
+            path.display()
+        ));
+    }
+    Ok(f)
+}

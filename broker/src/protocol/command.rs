@@ -1,0 +1,647 @@
+//! The V2 command parser: pure functions over the connection's input buffer.
+//!
+//! Validation follows nsqd's order for each command, so the first error a
+//! malformed command hits is the one nsqd would report. Every parse error is
+//! fatal, as in nsqd, so the parser never needs to resynchronise.
+
+use super::error::{go_quote, lossy, ClientError};
+use crate::client::{STATE_CLOSING, STATE_INIT, STATE_SUBSCRIBED};
+use bytes::{Buf, Bytes, BytesMut};
+use nsq_common::names::{is_valid_channel_name, is_valid_topic_name};
+use nsq_common::wire::MessageId;
+
+/// Longest command line accepted, like nsqd's 16 KiB read buffer.
+pub const MAX_LINE_LENGTH: usize = 16 * 1024;
+
+/// What the parser needs to know about the connection and the limits.
+#[derive(Debug, Clone, Copy)]
+pub struct ParseContext {
+    pub state: i32,
+    pub heartbeats_enabled: bool,
+    pub max_body_size: i64,
+    pub max_msg_size: i64,
+    pub max_req_timeout_ms: i64,
+    pub max_rdy_count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Identify(Bytes),
+    Auth(Bytes),
+    Sub {
+        topic: String,
+        channel: String,
+    },
+    Pub {
+        topic: String,
+        body: Bytes,
+    },
+    Mpub {
+        topic: String,
+        bodies: Vec<Bytes>,
+    },
+    Dpub {
+        topic: String,
+        defer_ms: u32,
+        body: Bytes,
+    },
+    /// `None` when RDY comes after CLS and is ignored.
+    Rdy(Option<i64>),
+    Fin(MessageId),
+    Req {
+        id: MessageId,
+        delay_ms: i64,
+    },
+    Touch(MessageId),
+    Nop,
+    Cls,
+}
+
+/// Parses one command off the front of `buf`. `Ok(None)` means more input is
+/// needed; on success the command's bytes are consumed.
+pub fn parse(buf: &mut BytesMut, ctx: &ParseContext) -> Result<Option<Command>, ClientError> {
+    let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+        if buf.len() > MAX_LINE_LENGTH {
+            return Err(ClientError::invalid("command line too long"));
+        }
+        return Ok(None);
+    };
+    let mut line_end = nl;
+    if line_end > 0 && buf[line_end - 1] == b'\r' {
+        line_end -= 1;
+    }
+    let line = &buf[..line_end];
+    let params: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    let body_start = nl + 1;
+    let parsed = match params[0] {
+        b"IDENTIFY" => {
+            if ctx.state != STATE_INIT {
+                return Err(ClientError::invalid("cannot IDENTIFY in current state"));
+            }
+            body(buf, body_start, "IDENTIFY", ctx.max_body_size, "E_BAD_BODY")?
+                .map(|(b, used)| (Command::Identify(b), used))
+        }
+        b"AUTH" => {
+            if ctx.state != STATE_INIT {
+                return Err(ClientError::invalid("cannot AUTH in current state"));
+            }
+            if params.len() != 1 {
+                return Err(ClientError::invalid("AUTH invalid number of parameters"));
+            }
+            body(buf, body_start, "AUTH", ctx.max_body_size, "E_BAD_BODY")?
+                .map(|(b, used)| (Command::Auth(b), used))
+        }
+        b"PUB" => {
+            let topic = topic_param(&params, 2, "PUB")?;
+            pub_body(buf, body_start, "PUB", ctx.max_msg_size)?
+                .map(|(body, used)| (Command::Pub { topic, body }, used))
+        }
+        b"MPUB" => {
+            if params.len() < 2 {
+                return Err(ClientError::invalid(
+                    "MPUB insufficient number of parameters",
+                ));
+            }
+            if !is_valid_topic_name(&lossy(params[1])) {
+                return Err(ClientError::fatal(
+                    "E_BAD_TOPIC",
+                    format!(
+                        "E_BAD_TOPIC MPUB topic name {} is not valid",
+                        go_quote(params[1])
+                    ),
+                ));
+            }
+            let topic = lossy(params[1]);
+            match body(buf, body_start, "MPUB", ctx.max_body_size, "E_BAD_BODY")? {
+                None => None,
+                Some((b, used)) => Some((
+                    Command::Mpub {
+                        topic,
+                        bodies: split_mpub(b, ctx.max_msg_size)?,
+                    },
+                    used,
+                )),
+            }
+        }
+        b"DPUB" => {
+            let topic = topic_param(&params, 3, "DPUB")?;
+            let ms = base10(params[2]).ok_or_else(|| {
+                ClientError::invalid(format!("DPUB could not parse timeout {}", lossy(params[2])))
+            })?;
+            if ms < 0 || ms > ctx.max_req_timeout_ms {
+                return Err(ClientError::invalid(format!(
+                    "DPUB timeout {ms} out of range 0-{}",
+                    ctx.max_req_timeout_ms
+                )));
+            }
+            pub_body(buf, body_start, "DPUB", ctx.max_msg_size)?.map(|(body, used)| {
+                (
+                    Command::Dpub {
+                        topic,
+                        defer_ms: ms.min(u32::MAX as i64) as u32,
+                        body,
+                    },
+                    used,
+                )
+            })
+        }
+        b"SUB" => {
+            if ctx.state != STATE_INIT {
+                return Err(ClientError::invalid("cannot SUB in current state"));
+            }
+            if !ctx.heartbeats_enabled {
+                return Err(ClientError::invalid("cannot SUB with heartbeats disabled"));
+            }
+            if params.len() < 3 {
+                return Err(ClientError::invalid(
+                    "SUB insufficient number of parameters",
+                ));
+            }
+            if !is_valid_topic_name(&lossy(params[1])) {
+                return Err(ClientError::fatal(
+                    "E_BAD_TOPIC",
+                    format!("SUB topic name {} is not valid", go_quote(params[1])),
+                ));
+            }
+            if !is_valid_channel_name(&lossy(params[2])) {
+                return Err(ClientError::fatal(
+                    "E_BAD_CHANNEL",
+                    format!("SUB channel name {} is not valid", go_quote(params[2])),
+                ));
+            }
+            Some((
+                Command::Sub {
+                    topic: lossy(params[1]),
+                    channel: lossy(params[2]),
+                },
+                body_start,
+            ))
+        }
+        b"RDY" => {
+            if ctx.state == STATE_CLOSING {
+                Some((Command::Rdy(None), body_start))
+            } else {
+                if ctx.state != STATE_SUBSCRIBED {
+                    return Err(ClientError::invalid("cannot RDY in current state"));
+                }
+                let count = match params.get(1) {
+                    None => 1,
+                    Some(p) => base10(p).ok_or_else(|| {
+                        ClientError::invalid(format!("RDY could not parse count {}", lossy(p)))
+                    })?,
+                };
+                if count < 0 || count > ctx.max_rdy_count {
+                    return Err(ClientError::invalid(format!(
+                        "RDY count {count} out of range 0-{}",
+                        ctx.max_rdy_count
+                    )));
+                }
+                Some((Command::Rdy(Some(count)), body_start))
+            }
+        }
+        b"FIN" => {
+            let id = in_flight_params(ctx, &params, "FIN", 2)?;
+            Some((Command::Fin(id), body_start))
+        }
+        b"REQ" => {
+            let id = in_flight_params(ctx, &params, "REQ", 3)?;
+            let ms = base10(params[2]).ok_or_else(|| {
+                ClientError::invalid(format!("REQ could not parse timeout {}", lossy(params[2])))
+            })?;
+            // nsqd clamps an out-of-range REQ timeout instead of refusing it.
+            let delay_ms = ms.clamp(0, ctx.max_req_timeout_ms);
+            Some((Command::Req { id, delay_ms }, body_start))
+        }
+        b"TOUCH" => {
+            let id = in_flight_params(ctx, &params, "TOUCH", 2)?;
+            Some((Command::Touch(id), body_start))
+        }
+        b"NOP" => Some((Command::Nop, body_start)),
+        b"CLS" => {
+            if ctx.state != STATE_SUBSCRIBED {
+                return Err(ClientError::invalid("cannot CLS in current state"));
+            }
+            Some((Command::Cls, body_start))
+        }
+        other => {
+            return Err(ClientError::invalid(format!(
+                "invalid command {}",
+                lossy(other)
+            )))
+        }
+    };
+    Ok(parsed.map(|(cmd, used)| {
+        buf.advance(used);
+        cmd
+    }))
+}
+
+fn topic_param(params: &[&[u8]], need: usize, cmd: &str) -> Result<String, ClientError> {
+    if params.len() < need {
+        return Err(ClientError::invalid(format!(
+            "{cmd} insufficient number of parameters"
+        )));
+    }
+    let name = lossy(params[1]);
+    if !is_valid_topic_name(&name) || name.as_bytes() != params[1] {
+        return Err(ClientError::fatal(
+            "E_BAD_TOPIC",
+            format!("{cmd} topic name {} is not valid", go_quote(params[1])),
+        ));
+    }
+    Ok(name)
+}
+
+fn in_flight_params(
+    ctx: &ParseContext,
+    params: &[&[u8]],
+    cmd: &str,
+    need: usize,
+) -> Result<MessageId, ClientError> {
+    if ctx.state != STATE_SUBSCRIBED && ctx.state != STATE_CLOSING {
+        return Err(ClientError::invalid(format!(
+            "cannot {cmd} in current state"
+        )));
+    }
+    if params.len() < need {
+        return Err(ClientError::invalid(format!(
+            "{cmd} insufficient number of params"
+        )));
+    }
+    params[1]
+        .try_into()
+        .map_err(|_| ClientError::invalid("Invalid Message ID"))
+}
+
+/// The 4-byte length after the line, if it has arrived.
+fn read_len(buf: &[u8], at: usize) -> Option<i32> {
+    buf.get(at..at + 4)
+        .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// A length-prefixed body checked against `max`; returns it and the bytes used.
+fn body(
+    buf: &mut BytesMut,
+    at: usize,
+    cmd: &str,
+    max: i64,
+    code: &'static str,
+) -> Result<Option<(Bytes, usize)>, ClientError> {
+    let Some(len) = read_len(buf, at) else {
+        return Ok(None);
+    };
+    if len as i64 > max {
+        return Err(ClientError::fatal(
+            code,
+            format!("{cmd} body too big {len} > {max}"),
+        ));
+    }
+    if len <= 0 {
+        return Err(ClientError::fatal(
+            code,
+            format!("{cmd} invalid body size {len}"),
+        ));
+    }
+    take_body(buf, at + 4, len as usize)
+}
+
+/// PUB and DPUB bodies: size errors are E_BAD_MESSAGE and checked in nsqd's order.
+fn pub_body(
+    buf: &mut BytesMut,
+    at: usize,
+    cmd: &str,
+    max: i64,
+) -> Result<Option<(Bytes, usize)>, ClientError> {
+    let Some(len) = read_len(buf, at) else {
+        return Ok(None);
+    };
+    if len <= 0 {
+        return Err(ClientError::fatal(
+            "E_BAD_MESSAGE",
+            format!("{cmd} invalid message body size {len}"),
+        ));
+    }
+    if len as i64 > max {
+        return Err(ClientError::fatal(
+            "E_BAD_MESSAGE",
+            format!("{cmd} message too big {len} > {max}"),
+        ));
+    }
+    take_body(buf, at + 4, len as usize)
+}
+
+/// Splits off the command (line, length and body) once the whole body is here;
+/// the body shares the input buffer's memory instead of being copied.
+fn take_body(
+    buf: &mut BytesMut,
+    start: usize,
+    len: usize,
+) -> Result<Option<(Bytes, usize)>, ClientError> {
+    if buf.len() < start + len {
+        buf.reserve(start + len - buf.len());
+        return Ok(None);
+    }
+    let mut head = buf.split_to(start + len);
+    let body = head.split_off(start).freeze();
+    Ok(Some((body, 0)))
+}
+
+/// MPUB's body: a message count then `[size][bytes]` per message.
+fn split_mpub(body: Bytes, max_msg_size: i64) -> Result<Vec<Bytes>, ClientError> {
+    let Some(count) = read_len(&body, 0) else {
+        return Err(ClientError::fatal(
+            "E_BAD_BODY",
+            "MPUB failed to read message count",
+        ));
+    };
+    // A count can never exceed the bytes it would need; this also caps the allocation.
+    if count <= 0 || count as usize > body.len() / 4 {
+        return Err(ClientError::fatal(
+            "E_BAD_BODY",
+            format!("MPUB invalid message count {count}"),
+        ));
+    }
+    let mut out = Vec::with_capacity(count as usize);
+    let mut at = 4;
+    for i in 0..count {
+        let Some(size) = read_len(&body, at) else {
+            return Err(ClientError::fatal(
+                "E_BAD_MESSAGE",
+                format!("MPUB failed to read message({i}) body size"),
+            ));
+        };
+        if size <= 0 {
+            return Err(ClientError::fatal(
+                "E_BAD_MESSAGE",
+                format!("MPUB invalid message({i}) body size {size}"),
+            ));
+        }
+        if size as i64 > max_msg_size {
+            return Err(ClientError::fatal(
+                "E_BAD_MESSAGE",
+                format!("MPUB message too big {size} > {max_msg_size}"),
+            ));
+        }
+        let start = at + 4;
+        let end = start + size as usize;
+        if end > body.len() {
+            return Err(ClientError::fatal(
+                "E_BAD_MESSAGE",
+                "MPUB failed to read message body",
+            ));
+        }
+        out.push(body.slice(start..end));
+        at = end;
+    }
+    Ok(out)
+}
+
+/// nsqd's ByteToBase10: digits only (empty is 0), wrapping like Go's uint64.
+fn base10(b: &[u8]) -> Option<i64> {
+    let mut n: u64 = 0;
+    for &d in b {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n.wrapping_mul(10).wrapping_add((d - b'0') as u64);
+    }
+    Some(n as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(state: i32) -> ParseContext {
+        ParseContext {
+            state,
+            heartbeats_enabled: true,
+            max_body_size: 1000,
+            max_msg_size: 100,
+            max_req_timeout_ms: 3_600_000,
+            max_rdy_count: 2500,
+        }
+    }
+
+    fn parse_all(input: &[u8], state: i32) -> Result<Option<Command>, ClientError> {
+        parse(&mut BytesMut::from(input), &ctx(state))
+    }
+
+    fn err(input: &[u8], state: i32) -> String {
+        parse_all(input, state).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_pub_and_leaves_the_rest() {
+        let mut buf = BytesMut::from(&b"PUB t\n\0\0\0\x02hiNOP\n"[..]);
+        let cmd = parse(&mut buf, &ctx(STATE_INIT)).unwrap().unwrap();
+        assert_eq!(
+            cmd,
+            Command::Pub {
+                topic: "t".into(),
+                body: Bytes::from_static(b"hi")
+            }
+        );
+        assert_eq!(&buf[..], b"NOP\n");
+    }
+
+    #[test]
+    fn incomplete_input_waits() {
+        for partial in [
+            &b"PUB t"[..],
+            b"PUB t\n",
+            b"PUB t\n\0\0",
+            b"PUB t\n\0\0\0\x05ab",
+        ] {
+            let mut buf = BytesMut::from(partial);
+            assert_eq!(parse(&mut buf, &ctx(STATE_INIT)), Ok(None));
+            assert_eq!(&buf[..], partial, "nothing consumed");
+        }
+    }
+
+    #[test]
+    fn mpub_splits_messages() {
+        let input = b"MPUB t\n\0\0\0\x0f\0\0\0\x02\0\0\0\x02ab\0\0\0\x01c";
+        match parse_all(input, STATE_INIT).unwrap().unwrap() {
+            Command::Mpub { topic, bodies } => {
+                assert_eq!(topic, "t");
+                assert_eq!(
+                    bodies,
+                    vec![Bytes::from_static(b"ab"), Bytes::from_static(b"c")]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_commands_get_nsqds_errors() {
+        let cases: &[(&[u8], i32, &str)] = &[
+            (b"BOGUS\n", STATE_INIT, "E_INVALID invalid command BOGUS"),
+            (
+                b"PUB\n",
+                STATE_INIT,
+                "E_INVALID PUB insufficient number of parameters",
+            ),
+            (
+                b"PUB b@d\n",
+                STATE_INIT,
+                "E_BAD_TOPIC PUB topic name \"b@d\" is not valid",
+            ),
+            (
+                b"PUB t\n\0\0\0\0",
+                STATE_INIT,
+                "E_BAD_MESSAGE PUB invalid message body size 0",
+            ),
+            (
+                b"PUB t\n\xff\xff\xff\xff",
+                STATE_INIT,
+                "E_BAD_MESSAGE PUB invalid message body size -1",
+            ),
+            (
+                b"PUB t\n\0\0\0\x65",
+                STATE_INIT,
+                "E_BAD_MESSAGE PUB message too big 101 > 100",
+            ),
+            (
+                b"MPUB t\n\0\0\x03\xe9",
+                STATE_INIT,
+                "E_BAD_BODY MPUB body too big 1001 > 1000",
+            ),
+            (
+                b"MPUB t\n\0\0\0\x04\0\0\0\0",
+                STATE_INIT,
+                "E_BAD_BODY MPUB invalid message count 0",
+            ),
+            (
+                b"MPUB t\n\0\0\0\x08\0\0\0\x01\0\0\0\x09",
+                STATE_INIT,
+                "E_BAD_MESSAGE MPUB failed to read message body",
+            ),
+            (
+                b"MPUB t\n\0\0\0\x08\0\0\0\x01\0\0\0\x00",
+                STATE_INIT,
+                "E_BAD_MESSAGE MPUB invalid message(0) body size 0",
+            ),
+            (
+                b"MPUB t\n\0\0\0\x06\0\0\0\x01\0\0",
+                STATE_INIT,
+                "E_BAD_MESSAGE MPUB failed to read message(0) body size",
+            ),
+            (
+                b"DPUB t x\n",
+                STATE_INIT,
+                "E_INVALID DPUB could not parse timeout x",
+            ),
+            (
+                b"DPUB t 3600001\n",
+                STATE_INIT,
+                "E_INVALID DPUB timeout 3600001 out of range 0-3600000",
+            ),
+            (
+                b"SUB t\n",
+                STATE_INIT,
+                "E_INVALID SUB insufficient number of parameters",
+            ),
+            (
+                b"SUB t c\n",
+                STATE_SUBSCRIBED,
+                "E_INVALID cannot SUB in current state",
+            ),
+            (
+                b"SUB t c!\n",
+                STATE_INIT,
+                "E_BAD_CHANNEL SUB channel name \"c!\" is not valid",
+            ),
+            (
+                b"RDY 1\n",
+                STATE_INIT,
+                "E_INVALID cannot RDY in current state",
+            ),
+            (
+                b"RDY x\n",
+                STATE_SUBSCRIBED,
+                "E_INVALID RDY could not parse count x",
+            ),
+            (
+                b"RDY 2501\n",
+                STATE_SUBSCRIBED,
+                "E_INVALID RDY count 2501 out of range 0-2500",
+            ),
+            (
+                b"FIN 0123456789abcdef\n",
+                STATE_INIT,
+                "E_INVALID cannot FIN in current state",
+            ),
+            (
+                b"FIN\n",
+                STATE_SUBSCRIBED,
+                "E_INVALID FIN insufficient number of params",
+            ),
+            (
+                b"FIN abc\n",
+                STATE_SUBSCRIBED,
+                "E_INVALID Invalid Message ID",
+            ),
+            (
+                b"REQ 0123456789abcdef\n",
+                STATE_SUBSCRIBED,
+                "E_INVALID REQ insufficient number of params",
+            ),
+            (
+                b"REQ 0123456789abcdef -1\n",
+                STATE_SUBSCRIBED,
+                "E_INVALID REQ could not parse timeout -1",
+            ),
+            (
+                b"TOUCH\n",
+                STATE_SUBSCRIBED,
+                "E_INVALID TOUCH insufficient number of params",
+            ),
+            (
+                b"CLS\n",
+                STATE_INIT,
+                "E_INVALID cannot CLS in current state",
+            ),
+            (
+                b"IDENTIFY\n",
+                STATE_SUBSCRIBED,
+                "E_INVALID cannot IDENTIFY in current state",
+            ),
+            (
+                b"IDENTIFY\n\0\0\0\0",
+                STATE_INIT,
+                "E_BAD_BODY IDENTIFY invalid body size 0",
+            ),
+            (
+                b"AUTH x\n",
+                STATE_INIT,
+                "E_INVALID AUTH invalid number of parameters",
+            ),
+        ];
+        for (input, state, want) in cases {
+            assert_eq!(err(input, *state), *want, "input {:?}", lossy(input));
+        }
+    }
+
+    #[test]
+    fn rdy_req_and_line_endings() {
+        assert_eq!(
+            parse_all(b"RDY\r\n", STATE_SUBSCRIBED),
+            Ok(Some(Command::Rdy(Some(1))))
+        );
+        assert_eq!(
+            parse_all(b"RDY 5\n", STATE_CLOSING),
+            Ok(Some(Command::Rdy(None)))
+        );
+        assert_eq!(
+            parse_all(b"REQ 0123456789abcdef 99999999999\n", STATE_SUBSCRIBED),
+            Ok(Some(Command::Req {
+                id: *b"0123456789abcdef",
+                delay_ms: 3_600_000
+            }))
+        );
+        let long = vec![b'A'; MAX_LINE_LENGTH + 1];
+        assert!(parse_all(&long, STATE_INIT).is_err());
+    }
+}

@@ -1,0 +1,152 @@
+//! IDENTIFY: the client's JSON, the per-client settings it negotiates within the
+//! broker's limits, and nsqd's feature-negotiation response.
+
+use super::error::ClientError;
+use crate::options::Options;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// What a client may send; unknown fields are ignored, wrong types are refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct IdentifyData {
+    pub client_id: String,
+    pub hostname: String,
+    pub heartbeat_interval: i64,
+    pub output_buffer_size: i64,
+    pub output_buffer_timeout: i64,
+    pub feature_negotiation: bool,
+    pub tls_v1: bool,
+    pub deflate: bool,
+    pub deflate_level: i64,
+    pub snappy: bool,
+    pub sample_rate: i32,
+    pub user_agent: String,
+    pub msg_timeout: i64,
+    pub topology_zone: String,
+    pub topology_region: String,
+    // Pre-1.0 clients sent these instead of client_id and hostname.
+    pub short_id: String,
+    pub long_id: String,
+}
+
+/// A connection's negotiated settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientSettings {
+    /// Zero disables heartbeats.
+    pub heartbeat_interval: Duration,
+    pub output_buffer_size: usize,
+    /// Zero flushes every write.
+    pub output_buffer_timeout: Duration,
+    pub msg_timeout: Duration,
+    pub sample_rate: i32,
+}
+
+const DEFAULT_OUTPUT_BUFFER_SIZE: usize = 16 * 1024;
+
+impl ClientSettings {
+    pub fn defaults(opts: &Options) -> Self {
+        ClientSettings {
+            // nsqd's default heartbeat is half its (flagless) client timeout.
+            heartbeat_interval: opts.client_timeout / 2,
+            output_buffer_size: DEFAULT_OUTPUT_BUFFER_SIZE,
+            output_buffer_timeout: opts.output_buffer_timeout,
+            msg_timeout: opts.msg_timeout,
+            sample_rate: 0,
+        }
+    }
+
+    /// Applies IDENTIFY's requests as nsqd does: 0 keeps the default, -1 disables,
+    /// anything outside the broker's bounds is an error.
+    pub fn apply(&mut self, d: &IdentifyData, opts: &Options) -> Result<(), String> {
+        let ms = |d: Duration| d.as_millis() as i64;
+        match d.heartbeat_interval {
+            -1 => self.heartbeat_interval = Duration::ZERO,
+            0 => {}
+            v if (1000..=ms(opts.max_heartbeat_interval)).contains(&v) => {
+                self.heartbeat_interval = Duration::from_millis(v as u64)
+            }
+            v => return Err(format!("heartbeat interval ({v}) is invalid")),
+        }
+        match d.output_buffer_timeout {
+            -1 => self.output_buffer_timeout = Duration::ZERO,
+            0 => {}
+            v if (ms(opts.min_output_buffer_timeout)..=ms(opts.max_output_buffer_timeout))
+                .contains(&v) =>
+            {
+                self.output_buffer_timeout = Duration::from_millis(v as u64)
+            }
+            v => return Err(format!("output buffer timeout ({v}) is invalid")),
+        }
+        match d.output_buffer_size {
+            -1 => {
+                self.output_buffer_size = 1;
+                self.output_buffer_timeout = Duration::ZERO;
+            }
+            0 => {}
+            v if (64..=opts.max_output_buffer_size).contains(&v) => {
+                self.output_buffer_size = v as usize
+            }
+            v => return Err(format!("output buffer size ({v}) is invalid")),
+        }
+        if !(0..=99).contains(&d.sample_rate) {
+            return Err(format!("sample rate ({}) is invalid", d.sample_rate));
+        }
+        self.sample_rate = d.sample_rate;
+        match d.msg_timeout {
+            0 => {}
+            v if (1000..=ms(opts.max_msg_timeout)).contains(&v) => {
+                self.msg_timeout = Duration::from_millis(v as u64)
+            }
+            v => return Err(format!("msg timeout ({v}) is invalid")),
+        }
+        Ok(())
+    }
+}
+
+#[derive(Serialize)]
+struct Negotiated<'a> {
+    max_rdy_count: i64,
+    version: &'a str,
+    max_msg_timeout: i64,
+    msg_timeout: i64,
+    tls_v1: bool,
+    deflate: bool,
+    deflate_level: i64,
+    max_deflate_level: i64,
+    snappy: bool,
+    sample_rate: i32,
+    auth_required: bool,
+    output_buffer_size: usize,
+    output_buffer_timeout: i64,
+    topology_zone: &'a str,
+    topology_region: &'a str,
+}
+
+pub fn parse(body: &[u8]) -> Result<IdentifyData, ClientError> {
+    serde_json::from_slice(body)
+        .map_err(|_| ClientError::fatal("E_BAD_BODY", "IDENTIFY failed to decode JSON body"))
+}
+
+/// The feature-negotiation JSON. TLS, compression and auth are not built yet,
+/// so they are honestly reported as off.
+pub fn response(opts: &Options, s: &ClientSettings) -> Vec<u8> {
+    let r = Negotiated {
+        max_rdy_count: opts.max_rdy_count,
+        version: nsq_common::version::NSQ_VERSION,
+        max_msg_timeout: opts.max_msg_timeout.as_millis() as i64,
+        msg_timeout: s.msg_timeout.as_millis() as i64,
+        tls_v1: false,
+        deflate: false,
+        deflate_level: 0,
+        max_deflate_level: opts.max_deflate_level,
+        snappy: false,
+        sample_rate: s.sample_rate,
+        auth_required: false,
+        output_buffer_size: s.output_buffer_size,
+        output_buffer_timeout: s.output_buffer_timeout.as_millis() as i64,
+        topology_zone: &opts.topology_zone,
+        topology_region: &opts.topology_region,
+    };
+    serde_json::to_vec(&r).expect("plain struct serialises")
+}

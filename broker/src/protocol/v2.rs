@@ -1,0 +1,409 @@
+//! One V2 connection: a single task that owns the socket, parses commands,
+//! executes them, and pumps messages from its channel into a buffered writer.
+//!
+//! Owning everything in one task means no write lock and no per-message hand-off:
+//! responses and message frames share one output buffer, flushed at nsqd's
+//! moments (after a response, when the buffer is full, when RDY is exhausted,
+//! or when the output-buffer timeout passes).
+
+use super::command::{self, Command, ParseContext};
+use super::error::ClientError;
+use super::identify::{self, ClientSettings};
+use crate::channel::Channel;
+use crate::client::{ClientShared, STATE_CLOSING, STATE_SUBSCRIBED};
+use crate::nsqd::Nsqd;
+use crate::topic::Topic;
+use bytes::{Bytes, BytesMut};
+use nsq_common::wire::{put_frame, FRAME_TYPE_ERROR, FRAME_TYPE_RESPONSE};
+use std::pin::pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{sleep_until, Instant};
+
+const READ_CHUNK: usize = 64 * 1024;
+/// Upper bound on messages moved per channel lock, to keep other consumers fed.
+const TAKE_BATCH: i64 = 256;
+
+struct Conn {
+    nsqd: Arc<Nsqd>,
+    client: Arc<ClientShared>,
+    stream: TcpStream,
+    input: BytesMut,
+    output: BytesMut,
+    settings: ClientSettings,
+    sub: Option<(Arc<Topic>, Arc<Channel>)>,
+    /// When buffered messages must be flushed at the latest.
+    flush_at: Option<Instant>,
+    last_read: Instant,
+    rng: u64,
+}
+
+/// Serves a connection whose `  V2` magic has been read; `input` holds any bytes
+/// read past it.
+pub async fn serve(nsqd: Arc<Nsqd>, stream: TcpStream, input: BytesMut) {
+    let remote = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let _ = stream.set_nodelay(true);
+    let client = nsqd.add_client(remote.clone());
+    let settings = ClientSettings::defaults(&nsqd.opts());
+    let mut conn = Conn {
+        rng: client.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+        nsqd: Arc::clone(&nsqd),
+        client: Arc::clone(&client),
+        stream,
+        input,
+        output: BytesMut::with_capacity(settings.output_buffer_size.max(4096)),
+        settings,
+        sub: None,
+        flush_at: None,
+        last_read: Instant::now(),
+    };
+    if let Err(e) = conn.run().await {
+        tracing::debug!("PROTOCOL(V2): [{remote}] connection error - {e}");
+    }
+    let _ = conn.stream.shutdown().await;
+    if let Some((topic, channel)) = conn.sub.take() {
+        nsqd.client_left(&topic, &channel, client.id);
+    }
+    nsqd.remove_client(client.id);
+    tracing::debug!("PROTOCOL(V2): [{remote}] exiting ioloop");
+}
+
+impl Conn {
+    async fn run(&mut self) -> std::io::Result<()> {
+        let mut shutdown = self.nsqd.shutdown_signal();
+        let mut heartbeat_at = self.next_heartbeat();
+        loop {
+            // Execute everything already buffered.
+            let mut responded = false;
+            loop {
+                let ctx = self.parse_context();
+                match command::parse(&mut self.input, &ctx) {
+                    Ok(None) => break,
+                    Ok(Some(cmd)) => match self.exec(cmd) {
+                        Ok(Some(resp)) => {
+                            put_frame(&mut self.output, FRAME_TYPE_RESPONSE, &resp);
+                            responded = true;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            if self.send_error(&e).await? {
+                                return Ok(());
+                            }
+                        }
+                    },
+                    Err(e) => {
+                        self.send_error(&e).await?;
+                        return Ok(());
+                    }
+                }
+                if self.output.len() >= self.settings.output_buffer_size {
+                    self.flush().await?;
+                }
+            }
+            if responded {
+                self.flush().await?;
+                heartbeat_at = self.next_heartbeat();
+            }
+
+            // Pump messages while the client has room. The wake-up future is armed
+            // before taking so a publish in between is not missed.
+            let channel = self.sub.as_ref().map(|(_, c)| Arc::clone(c));
+            let mut notified = pin!(channel.as_ref().map(|c| c.ready().notified()));
+            if let Some(f) = notified.as_mut().as_pin_mut() {
+                f.enable();
+            }
+            let mut wait_ready = false;
+            if channel.is_some() {
+                let sent = self.pump();
+                if sent > 0 {
+                    if !self.is_ready()
+                        || self.output.len() >= self.settings.output_buffer_size
+                        || self.settings.output_buffer_timeout.is_zero()
+                    {
+                        self.flush().await?;
+                    } else if self.flush_at.is_none() {
+                        self.flush_at = Some(Instant::now() + self.settings.output_buffer_timeout);
+                    }
+                    continue;
+                }
+                if !self.is_ready() && !self.output.is_empty() {
+                    self.flush().await?;
+                }
+                wait_ready = self.is_ready();
+            }
+
+            let read_deadline = if self.settings.heartbeat_interval.is_zero() {
+                None
+            } else {
+                Some(self.last_read + self.settings.heartbeat_interval * 2)
+            };
+            if self.input.capacity() - self.input.len() < 4096 {
+                self.input.reserve(READ_CHUNK);
+            }
+            let client = Arc::clone(&self.client);
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => {
+                    self.flush().await?;
+                    return Ok(());
+                }
+                n = self.stream.read_buf(&mut self.input) => {
+                    if n? == 0 {
+                        return Ok(());
+                    }
+                    self.last_read = Instant::now();
+                }
+                _ = async { notified.as_mut().as_pin_mut().expect("guarded").await }, if wait_ready => {}
+                _ = client.wake.notified() => {}
+                _ = sleep_until(self.flush_at.unwrap_or_else(Instant::now)), if self.flush_at.is_some() => {
+                    self.flush().await?;
+                }
+                _ = sleep_until(heartbeat_at.unwrap_or_else(Instant::now)), if heartbeat_at.is_some() => {
+                    put_frame(&mut self.output, FRAME_TYPE_RESPONSE, b"_heartbeat_");
+                    self.flush().await?;
+                    heartbeat_at = self.next_heartbeat();
+                }
+                _ = sleep_until(read_deadline.unwrap_or_else(Instant::now)), if read_deadline.is_some() => {
+                    tracing::info!(
+                        "PROTOCOL(V2): [{}] missed heartbeats, closing",
+                        self.client.remote_address
+                    );
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn next_heartbeat(&self) -> Option<Instant> {
+        let hb = self.settings.heartbeat_interval;
+        (!hb.is_zero()).then(|| Instant::now() + hb)
+    }
+
+    fn parse_context(&self) -> ParseContext {
+        let opts = self.nsqd.opts();
+        ParseContext {
+            state: self.client.state.load(Ordering::Acquire),
+            heartbeats_enabled: !self.settings.heartbeat_interval.is_zero(),
+            max_body_size: opts.max_body_size,
+            max_msg_size: opts.max_msg_size,
+            max_req_timeout_ms: opts.max_req_timeout.as_millis() as i64,
+            max_rdy_count: opts.max_rdy_count,
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        let rdy = self.client.ready_count.load(Ordering::Acquire);
+        let in_flight = self.client.in_flight.load(Ordering::Acquire);
+        rdy > 0 && in_flight < rdy && self.sub.as_ref().is_some_and(|(_, c)| !c.is_paused())
+    }
+
+    /// Moves a batch of messages into the output buffer.
+    fn pump(&mut self) -> usize {
+        let Some((_, channel)) = &self.sub else {
+            return 0;
+        };
+        if self.client.state.load(Ordering::Acquire) != STATE_SUBSCRIBED {
+            return 0;
+        }
+        let rdy = self.client.ready_count.load(Ordering::Acquire);
+        let room = rdy - self.client.in_flight.load(Ordering::Acquire);
+        if room <= 0 {
+            return 0;
+        }
+        channel.take(
+            &self.client,
+            room.min(TAKE_BATCH) as usize,
+            self.settings.msg_timeout,
+            self.settings.sample_rate,
+            &mut self.rng,
+            &mut self.output,
+        )
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.flush_at = None;
+        if self.output.is_empty() {
+            return Ok(());
+        }
+        self.stream.write_all(&self.output).await?;
+        self.output.clear();
+        Ok(())
+    }
+
+    /// Sends an error frame; returns true when the error closes the connection.
+    async fn send_error(&mut self, e: &ClientError) -> std::io::Result<bool> {
+        tracing::error!("[{}] - {e}", self.client.remote_address);
+        put_frame(&mut self.output, FRAME_TYPE_ERROR, e.to_string().as_bytes());
+        self.flush().await?;
+        Ok(e.fatal)
+    }
+
+    fn exec(&mut self, cmd: Command) -> Result<Option<Bytes>, ClientError> {
+        const OK: &[u8] = b"OK";
+        match cmd {
+            Command::Nop => Ok(None),
+            Command::Identify(body) => self.identify(&body),
+            Command::Auth(_) => Err(ClientError::fatal("E_AUTH_DISABLED", "AUTH Disabled")),
+            Command::Pub { topic, body } => {
+                self.publish(&topic, std::iter::once(body), 1, 0, "E_PUB_FAILED", "PUB")?;
+                Ok(Some(Bytes::from_static(OK)))
+            }
+            Command::Mpub { topic, bodies } => {
+                let n = bodies.len() as u64;
+                self.publish(&topic, bodies, n, 0, "E_MPUB_FAILED", "MPUB")?;
+                Ok(Some(Bytes::from_static(OK)))
+            }
+            Command::Dpub {
+                topic,
+                defer_ms,
+                body,
+            } => {
+                self.publish(
+                    &topic,
+                    std::iter::once(body),
+                    1,
+                    defer_ms,
+                    "E_DPUB_FAILED",
+                    "DPUB",
+                )?;
+                Ok(Some(Bytes::from_static(OK)))
+            }
+            Command::Sub { topic, channel } => {
+                self.subscribe(&topic, &channel)?;
+                Ok(Some(Bytes::from_static(OK)))
+            }
+            Command::Rdy(count) => {
+                if let Some(n) = count {
+                    self.client.ready_count.store(n, Ordering::Release);
+                }
+                Ok(None)
+            }
+            Command::Fin(id) => {
+                let (_, ch) = self.sub.as_ref().expect("state check ensures a channel");
+                ch.finish(self.client.id, &id).map_err(|e| {
+                    ClientError::soft(
+                        "E_FIN_FAILED",
+                        format!("FIN {} failed {e}", String::from_utf8_lossy(&id)),
+                    )
+                })?;
+                self.client.in_flight.fetch_sub(1, Ordering::AcqRel);
+                self.client.finish_count.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
+            }
+            Command::Req { id, delay_ms } => {
+                let (_, ch) = self.sub.as_ref().expect("state check ensures a channel");
+                ch.requeue(self.client.id, &id, Duration::from_millis(delay_ms as u64))
+                    .map_err(|e| {
+                        ClientError::soft(
+                            "E_REQ_FAILED",
+                            format!("REQ {} failed {e}", String::from_utf8_lossy(&id)),
+                        )
+                    })?;
+                self.client.in_flight.fetch_sub(1, Ordering::AcqRel);
+                self.client.requeue_count.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
+            }
+            Command::Touch(id) => {
+                let (_, ch) = self.sub.as_ref().expect("state check ensures a channel");
+                let max = self.nsqd.opts().max_msg_timeout;
+                ch.touch(self.client.id, &id, self.settings.msg_timeout, max)
+                    .map_err(|e| {
+                        ClientError::soft(
+                            "E_TOUCH_FAILED",
+                            format!("TOUCH {} failed {e}", String::from_utf8_lossy(&id)),
+                        )
+                    })?;
+                Ok(None)
+            }
+            Command::Cls => {
+                self.client.ready_count.store(0, Ordering::Release);
+                self.client.state.store(STATE_CLOSING, Ordering::Release);
+                Ok(Some(Bytes::from_static(b"CLOSE_WAIT")))
+            }
+        }
+    }
+
+    fn identify(&mut self, body: &[u8]) -> Result<Option<Bytes>, ClientError> {
+        let data = identify::parse(body)?;
+        let opts = self.nsqd.opts();
+        {
+            let mut ident = self.client.identity.lock();
+            ident.client_id = if data.client_id.is_empty() {
+                data.short_id.clone()
+            } else {
+                data.client_id.clone()
+            };
+            ident.hostname = if data.hostname.is_empty() {
+                data.long_id.clone()
+            } else {
+                data.hostname.clone()
+            };
+            ident.user_agent = data.user_agent.clone();
+            ident.topology_zone = data.topology_zone.clone();
+            ident.topology_region = data.topology_region.clone();
+        }
+        let mut settings = self.settings;
+        settings
+            .apply(&data, &opts)
+            .map_err(|e| ClientError::fatal("E_BAD_BODY", format!("IDENTIFY {e}")))?;
+        self.settings = settings;
+        self.client.identity.lock().sample_rate = settings.sample_rate;
+        // IDENTIFY moves the client out of the init state only for SUB purposes in
+        // nsqd; it stays in init so SUB is still allowed.
+        if !data.feature_negotiation {
+            return Ok(Some(Bytes::from_static(b"OK")));
+        }
+        Ok(Some(Bytes::from(identify::response(&opts, &settings))))
+    }
+
+    fn publish<I: IntoIterator<Item = Bytes>>(
+        &mut self,
+        topic_name: &str,
+        bodies: I,
+        n: u64,
+        defer_ms: u32,
+        code: &'static str,
+        cmd: &str,
+    ) -> Result<(), ClientError> {
+        let topic = self.nsqd.get_topic(topic_name);
+        topic
+            .put_messages(bodies, defer_ms)
+            .map_err(|e| ClientError::fatal(code, format!("{cmd} failed {e}")))?;
+        self.client.published(topic_name, n);
+        Ok(())
+    }
+
+    fn subscribe(&mut self, topic_name: &str, channel_name: &str) -> Result<(), ClientError> {
+        let max = self.nsqd.opts().max_channel_consumers.max(0) as usize;
+        // An ephemeral channel may be deleted between lookup and join: retry.
+        for _ in 0..100 {
+            let topic = self.nsqd.get_topic(topic_name);
+            let channel = self.nsqd.get_channel(&topic, channel_name);
+            channel
+                .add_client(Arc::clone(&self.client), max)
+                .map_err(|limit| {
+                    ClientError::fatal(
+                        "E_TOO_MANY_CHANNEL_CONSUMERS",
+                        format!(
+                        "channel consumers for {topic_name}:{channel_name} exceeds limit of {limit}"
+                    ),
+                    )
+                })?;
+            if channel.is_closed() {
+                channel.remove_client(self.client.id);
+                std::thread::yield_now();
+                continue;
+            }
+            self.client.state.store(STATE_SUBSCRIBED, Ordering::Release);
+            self.sub = Some((topic, channel));
+            return Ok(());
+        }
+        Err(ClientError::fatal("E_SUB_FAILED", "SUB failed exiting"))
+    }
+}

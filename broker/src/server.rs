@@ -1,0 +1,59 @@
+//! Start-up and shutdown: binds the listeners, starts the loops, waits for a
+//! signal, then stops in nsqd's order (listeners, clients, then queues to disk).
+
+use crate::nsqd::Nsqd;
+use crate::options::Options;
+use nsq_common::version::version_line;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+pub async fn run(opts: Options) -> Result<(), String> {
+    tracing::info!("{}", version_line("nsqd"));
+    tracing::info!("ID: {}", opts.node_id);
+    let tcp = TcpListener::bind(&opts.tcp_address)
+        .await
+        .map_err(|e| format!("listen ({}) failed - {e}", opts.tcp_address))?;
+    let http = TcpListener::bind(&opts.http_address)
+        .await
+        .map_err(|e| format!("listen ({}) failed - {e}", opts.http_address))?;
+    let nsqd = Nsqd::new(opts)?;
+    let tcp_addr = tcp.local_addr().map_err(|e| e.to_string())?;
+    let http_addr = http.local_addr().map_err(|e| e.to_string())?;
+    let _ = nsqd.tcp_addr.set(tcp_addr);
+    let _ = nsqd.http_addr.set(http_addr);
+    tracing::info!("TCP: listening on {tcp_addr}");
+    tracing::info!("HTTP: listening on {http_addr}");
+
+    let tcp_task = tokio::spawn(crate::tcp::serve(Arc::clone(&nsqd), tcp));
+    let http_task = tokio::spawn(crate::http::serve(Arc::clone(&nsqd), http));
+    let scan_task = tokio::spawn(crate::queue_scan::deadlines(Arc::clone(&nsqd)));
+    let syncer = crate::queue_scan::spawn_syncer(Arc::clone(&nsqd));
+
+    wait_for_signal().await;
+    tracing::info!("NSQ: shutting down");
+    nsqd.begin_shutdown();
+    let _ = tcp_task.await;
+    let _ = http_task.await;
+    let _ = scan_task.await;
+    let closer = Arc::clone(&nsqd);
+    tokio::task::spawn_blocking(move || closer.close())
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = tokio::task::spawn_blocking(move || syncer.join()).await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("failed to install signal handlers");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

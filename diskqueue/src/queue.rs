@@ -1,0 +1,851 @@
+//! [`DiskQueue`]: a FIFO of byte records in numbered data files plus a
+//! metadata file, compatible with go-diskqueue v1.1.0 in both directions.
+//!
+//! The state is go-diskqueue's five numbers: `depth`, the read position
+//! (`read_file_num`, `read_pos`) and the write position (`write_file_num`,
+//! `write_pos`). Data between the two positions is unread. go-diskqueue drives
+//! them from a goroutine; here the single owner calls the methods directly, and
+//! what Go does "on the next loop iteration" (a sync after a file change, the
+//! `syncEvery` count) happens before the method returns.
+
+use crate::files::{self, Paths};
+use crate::metadata::{self, Metadata};
+use crate::read_cache::{ReadCache, WriterTail, READ_BUFFER_SIZE};
+use crate::record::{self, Decoded, RecordError, SizeLimits, HEADER_LEN};
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use tracing::{debug, error, info, warn};
+
+/// Bytes of records collected in memory before a `write(2)`.
+pub const WRITE_BUFFER_SIZE: usize = 256 * 1024;
+
+/// Above this many file numbers, removing a range scans the directory instead
+/// of trying every name (garbage metadata could name billions).
+const MAX_REMOVE_BY_NAME: i64 = 4096;
+
+/// Errors from [`DiskQueue::put`].
+#[derive(Debug, thiserror::Error)]
+pub enum DiskQueueError {
+    /// The record is shorter than `min_msg_size` or longer than `max_msg_size`.
+    #[error("invalid message write size ({size}) minMsgSize={min} maxMsgSize={max}")]
+    InvalidMessageSize { size: usize, min: i32, max: i32 },
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Why the next record could not be read; either way the file is given up.
+#[derive(Debug)]
+enum ReadError {
+    Io(io::Error),
+    Corrupt(RecordError),
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Io(e) => e.fmt(f),
+            ReadError::Corrupt(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+/// What is at the read position.
+enum Next {
+    /// A record: its payload starts at `start` in the read cache, and the read
+    /// file's readable data ends at `end`.
+    Record { start: usize, len: usize, end: i64 },
+    /// The read file is finished (it is not the write file).
+    EndOfFile,
+}
+
+/// A go-diskqueue-compatible on-disk FIFO. See the [crate docs](crate).
+pub struct DiskQueue {
+    paths: Paths,
+    max_bytes_per_file: i64,
+    limits: SizeLimits,
+    sync_every: i64,
+
+    depth: i64,
+    read_file_num: i64,
+    read_pos: i64,
+    write_file_num: i64,
+    write_pos: i64,
+
+    /// The open write file and its number (which may lag `write_file_num`
+    /// only inside a roll).
+    writer: Option<(i64, BufWriter<File>)>,
+    cache: ReadCache,
+    /// `(file, end)`: where readable data ends in a file that is no longer
+    /// written (go-diskqueue's `maxBytesPerFileRead`). Set when the writer
+    /// rolls away from the file being read; otherwise the file's size.
+    read_file_end: Option<(i64, i64)>,
+
+    /// Puts and reads since the last sync (go-diskqueue's `count`).
+    ops_since_sync: i64,
+    /// A file change or repair happened; sync now (go-diskqueue's `needSync`).
+    need_sync: bool,
+    /// `close`/`delete` ran: `Drop` has nothing left to do.
+    closed: bool,
+}
+
+impl fmt::Debug for DiskQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiskQueue")
+            .field("name", &self.paths.name())
+            .field("depth", &self.depth)
+            .field("read", &(self.read_file_num, self.read_pos))
+            .field("write", &(self.write_file_num, self.write_pos))
+            .finish_non_exhaustive()
+    }
+}
+
+impl DiskQueue {
+    /// Opens queue `name` in `data_path`, resuming from its metadata if present.
+    ///
+    /// Unusable metadata (garbage text, impossible positions) or data files
+    /// without metadata are logged and recovered from the data files on disk:
+    /// reading restarts at the oldest one, so records may be delivered twice but
+    /// are not lost. Fails only on bad arguments or when the metadata file
+    /// exists but cannot be read (e.g. permissions); the directory must exist
+    /// before the first `put`.
+    pub fn open(
+        name: &str,
+        data_path: &Path,
+        max_bytes_per_file: i64,
+        min_msg_size: i32,
+        max_msg_size: i32,
+        sync_every: i64,
+    ) -> io::Result<Self> {
+        if name.is_empty() || max_bytes_per_file <= 0 || min_msg_size < 0 || min_msg_size > max_msg_size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "invalid diskqueue parameters: name={name:?} maxBytesPerFile={max_bytes_per_file} \
+                     minMsgSize={min_msg_size} maxMsgSize={max_msg_size}"
+                ),
+            ));
+        }
+        let mut dq = DiskQueue {
+            paths: Paths::new(data_path, name),
+            max_bytes_per_file,
+            limits: SizeLimits::new(min_msg_size, max_msg_size),
+            sync_every,
+            depth: 0,
+            read_file_num: 0,
+            read_pos: 0,
+            write_file_num: 0,
+            write_pos: 0,
+            writer: None,
+            cache: ReadCache::default(),
+            read_file_end: None,
+            ops_since_sync: 0,
+            need_sync: false,
+            closed: false,
+        };
+        if let Err(e) = dq.restore() {
+            // Never let Drop persist a half-restored state over the metadata.
+            dq.closed = true;
+            return Err(e);
+        }
+        Ok(dq)
+    }
+
+    /// Appends one record. Records go through a [`WRITE_BUFFER_SIZE`] buffer;
+    /// every `sync_every` puts and reads (and at every file roll) the buffer is
+    /// flushed, fsynced and the metadata persisted.
+    pub fn put(&mut self, data: &[u8]) -> Result<(), DiskQueueError> {
+        let size = data.len();
+        if !self.limits.accepts(size as i64) {
+            return Err(DiskQueueError::InvalidMessageSize {
+                size,
+                min: self.limits.min,
+                max: self.limits.max,
+            });
+        }
+        let total = (HEADER_LEN + size) as i64;
+        // go-diskqueue v1.1.0 rolls *before* a record that would not fit, so a
+        // file never exceeds max_bytes_per_file unless one record alone does.
+        if self.write_pos > 0 && self.write_pos + total > self.max_bytes_per_file {
+            self.roll_write_file();
+        }
+        if self.writer.is_none() {
+            self.open_writer()?;
+        }
+        let Some((_, w)) = self.writer.as_mut() else {
+            return Err(io::Error::other("write file not open").into());
+        };
+        // `accepts` bounded the size by an i32.
+        let res = w
+            .write_all(&record::encode_header(size as i32))
+            .and_then(|()| w.write_all(data));
+        if let Err(e) = res {
+            self.abandon_writer(&e);
+            return Err(e.into());
+        }
+        self.write_pos += total;
+        self.depth += 1;
+        self.ops_since_sync += 1;
+        self.sync_if_due();
+        Ok(())
+    }
+
+    /// Takes the next record, or `None` when the queue is empty.
+    ///
+    /// Records still in the write buffer are seen without flushing it. A
+    /// corrupt or truncated record makes the whole file unreadable, as in
+    /// go-diskqueue: it is renamed to `<file>.bad`, reading moves on to the next
+    /// file, and the error is logged; this never panics on file contents.
+    ///
+    /// Returns an owned `Vec` (one allocation, one copy out of the 64 KiB read
+    /// buffer): callers keep record bodies beyond the next call anyway (the
+    /// broker turns it into `Bytes` without copying), so a borrowed slice would
+    /// only move the copy to them.
+    pub fn read_next(&mut self) -> Option<Vec<u8>> {
+        loop {
+            // go-diskqueue's "is there anything to read" test.
+            if !(self.read_file_num < self.write_file_num || self.read_pos < self.write_pos) {
+                return None;
+            }
+            match self.next_record() {
+                Ok(Next::Record { start, len, end }) => {
+                    let data = self.cache.bytes()[start..start + len].to_vec();
+                    self.consume((HEADER_LEN + len) as i64, end);
+                    return Some(data);
+                }
+                Ok(Next::EndOfFile) => {
+                    self.finish_read_file();
+                    self.check_tail_corruption();
+                }
+                Err(e) => self.handle_read_error(e),
+            }
+            self.sync_if_due();
+        }
+    }
+
+    /// Records between the read and the write position, as counted by puts and
+    /// reads (go-diskqueue's depth). Repaired when the reader reaches the end
+    /// of the data, so it can be briefly off after corruption; `read_next`
+    /// returning `None` is the authority on emptiness.
+    pub fn depth(&self) -> i64 {
+        self.depth
+    }
+
+    /// Flushes the write buffer, fsyncs the write file and persists metadata.
+    /// The owner calls this on its `sync_timeout` ticker when [`needs_sync`](Self::needs_sync).
+    pub fn sync(&mut self) -> io::Result<()> {
+        if let Some((_, w)) = self.writer.as_mut() {
+            let res = w.flush().and_then(|()| w.get_ref().sync_all());
+            if let Err(e) = res {
+                self.abandon_writer(&e);
+                return Err(e);
+            }
+        }
+        metadata::persist(&self.paths.meta_file(), &self.metadata())?;
+        self.need_sync = false;
+        self.ops_since_sync = 0;
+        Ok(())
+    }
+
+    /// Whether anything was written, read or repaired since the last sync.
+    pub fn needs_sync(&self) -> bool {
+        self.need_sync || self.ops_since_sync > 0
+    }
+
+    /// Syncs (flush, fsync, metadata) and closes the files.
+    pub fn close(mut self) -> io::Result<()> {
+        info!("DISKQUEUE({}): closing", self.paths.name());
+        self.closed = true;
+        self.sync()
+    }
+
+    /// Removes the queue's data files (unread or orphaned) and its metadata;
+    /// for a deleted topic or channel. `.bad` files are left for the operator.
+    pub fn delete(mut self) -> io::Result<()> {
+        info!("DISKQUEUE({}): deleting", self.paths.name());
+        self.closed = true;
+        let mut res = self.skip_to_next_rw_file();
+        // Files outside the read..write range only exist after corruption or
+        // recovery; they belong to this queue all the same.
+        match self.paths.existing_data_files() {
+            Ok(nums) => {
+                for num in nums {
+                    if let Err(e) = remove_if_exists(&self.paths.data_file(num)) {
+                        error!("DISKQUEUE({}) failed to remove data file - {e}", self.paths.name());
+                        res = res.and(Err(e));
+                    }
+                }
+            }
+            Err(e) => res = res.and(Err(e)),
+        }
+        if let Err(e) = remove_if_exists(&self.paths.meta_file()) {
+            error!("DISKQUEUE({}) failed to remove metadata file - {e}", self.paths.name());
+            res = res.and(Err(e));
+        }
+        res
+    }
+
+    /// Drops every record, like go-diskqueue's `Empty`: removes the data files
+    /// from the read to the write file and the metadata file, then continues
+    /// with the next file number, depth 0. Metadata is written again at the
+    /// next sync.
+    pub fn empty(&mut self) -> io::Result<()> {
+        info!("DISKQUEUE({}): emptying", self.paths.name());
+        let res = self.skip_to_next_rw_file();
+        self.ops_since_sync = 0;
+        self.need_sync = false;
+        if let Err(e) = remove_if_exists(&self.paths.meta_file()) {
+            error!("DISKQUEUE({}) failed to remove metadata file - {e}", self.paths.name());
+            return Err(e);
+        }
+        res
+    }
+
+    fn metadata(&self) -> Metadata {
+        Metadata {
+            depth: self.depth,
+            read_file_num: self.read_file_num,
+            read_pos: self.read_pos,
+            write_file_num: self.write_file_num,
+            write_pos: self.write_pos,
+        }
+    }
+
+    fn sync_if_due(&mut self) {
+        // `sync_every <= 0` syncs after every operation, as go-diskqueue's
+        // `count == syncEvery` check effectively does for 0.
+        if self.need_sync || (self.ops_since_sync > 0 && self.ops_since_sync >= self.sync_every) {
+            if let Err(e) = self.sync() {
+                error!("DISKQUEUE({}) failed to sync - {e}", self.paths.name());
+            }
+        }
+    }
+
+    // ---- writing ----
+
+    /// Moves writing to the next file; the finished file is fsynced and the
+    /// metadata persisted, as go-diskqueue does at every roll.
+    fn roll_write_file(&mut self) {
+        if self.read_file_num == self.write_file_num {
+            // The reader cannot learn this file's end from its size while it is
+            // being written; from now on it is exactly here.
+            self.read_file_end = Some((self.write_file_num, self.write_pos));
+        }
+        self.write_file_num += 1;
+        self.write_pos = 0;
+        if let Err(e) = self.sync() {
+            error!("DISKQUEUE({}) failed to sync - {e}", self.paths.name());
+        }
+        self.writer = None;
+    }
+
+    /// Opens (creating) the write file at `write_pos`.
+    fn open_writer(&mut self) -> io::Result<()> {
+        loop {
+            let num = self.write_file_num;
+            let path = self.paths.data_file(num);
+            let mut opts = OpenOptions::new();
+            opts.read(true).write(true).create(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            let mut file = opts.open(&path)?;
+            let size = i64::try_from(file.metadata()?.len()).unwrap_or(i64::MAX);
+            if size < self.write_pos {
+                // Writing at write_pos would leave a hole of zeros for the
+                // reader; let it read what is there and write elsewhere.
+                error!(
+                    "DISKQUEUE({}) {} is {size} bytes, shorter than writePos {}, skipping to new file",
+                    self.paths.name(),
+                    path.display(),
+                    self.write_pos
+                );
+                if self.read_file_num == num {
+                    self.read_file_end = None;
+                }
+                self.write_file_num += 1;
+                self.write_pos = 0;
+                self.need_sync = true;
+                continue;
+            }
+            if size > self.write_pos {
+                // Only reachable after corruption (open() already moves past
+                // files that outgrew their metadata): the bytes are not ours.
+                warn!(
+                    "DISKQUEUE({}) {} has {size} bytes beyond writePos {}, truncating",
+                    self.paths.name(),
+                    path.display(),
+                    self.write_pos
+                );
+                file.set_len(self.write_pos as u64)?;
+            }
+            if self.write_pos > 0 {
+                file.seek(SeekFrom::Start(self.write_pos as u64))?;
+            }
+            debug!("DISKQUEUE({}): opened {} for writing", self.paths.name(), path.display());
+            self.writer = Some((num, BufWriter::with_capacity(WRITE_BUFFER_SIZE, file)));
+            return Ok(());
+        }
+    }
+
+    /// Gives up the write file after a failed write, flush or fsync. What it
+    /// holds is uncertain, so writing continues in a new file and the reader
+    /// reads the old one up to its real size (a torn record there makes it
+    /// `.bad`, as any corruption).
+    fn abandon_writer(&mut self, err: &io::Error) {
+        let Some((num, w)) = self.writer.take() else {
+            return;
+        };
+        // Drop the buffered bytes without another write attempt.
+        let (file, _unwritten) = w.into_parts();
+        error!(
+            "DISKQUEUE({}) write to {} failed, abandoning it - {err}",
+            self.paths.name(),
+            self.paths.data_file(num).display()
+        );
+        if num != self.write_file_num {
+            return;
+        }
+        if self.write_pos == 0 {
+            // No record of ours is in it: start it over instead of leaving an
+            // empty file behind (a full disk would otherwise make one per put).
+            let _ = file.set_len(0);
+        } else {
+            if self.read_file_num == num {
+                self.read_file_end = None;
+            }
+            self.write_file_num += 1;
+            self.write_pos = 0;
+        }
+        self.need_sync = true;
+    }
+
+    // ---- reading ----
+
+    /// Locates the record at the read position, loading it into the cache.
+    fn next_record(&mut self) -> Result<Next, ReadError> {
+        let num = self.read_file_num;
+        let pos = self.read_pos;
+        let on_write_file = num == self.write_file_num;
+        let end = if on_write_file {
+            self.write_pos
+        } else {
+            self.completed_file_end()?
+        };
+        if pos >= end {
+            // The reader reached the end of a finished file. go-diskqueue only
+            // moves on right after a record, so when the writer rolls while the
+            // reader is caught up it reads at EOF and renames a healthy file to
+            // .bad (go-diskqueue issue #42); moving on here avoids that.
+            return Ok(Next::EndOfFile);
+        }
+        let tail = match &self.writer {
+            Some((wnum, w)) if on_write_file && *wnum == num => Some(WriterTail {
+                flushed: self.write_pos - w.buffer().len() as i64,
+                bytes: w.buffer(),
+            }),
+            _ => None,
+        };
+        let available = usize::try_from(end - pos).unwrap_or(usize::MAX);
+        let mut need = HEADER_LEN;
+        loop {
+            if need > available {
+                return Err(ReadError::Corrupt(RecordError::Truncated { needed: need, available }));
+            }
+            let start = self.cache.fill(&self.paths, num, pos, need, end, tail)?;
+            let window = &self.cache.bytes()[start..];
+            let window = &window[..window.len().min(available)];
+            match record::decode_record(window, self.limits) {
+                Ok(Decoded::Record { data, .. }) => {
+                    return Ok(Next::Record {
+                        start: start + HEADER_LEN,
+                        len: data.len(),
+                        end,
+                    })
+                }
+                Ok(Decoded::Incomplete { needed }) => need = needed,
+                Err(e) => return Err(ReadError::Corrupt(e)),
+            }
+        }
+    }
+
+    /// Where readable data ends in the read file, which is no longer written.
+    fn completed_file_end(&mut self) -> io::Result<i64> {
+        let num = self.read_file_num;
+        if let Some((n, end)) = self.read_file_end {
+            if n == num {
+                return Ok(end);
+            }
+        }
+        let path = self.paths.data_file(num);
+        let size = files::file_size(&path)?.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("{} does not exist", path.display()))
+        })?;
+        self.read_file_end = Some((num, size));
+        Ok(size)
+    }
+
+    /// Advances past a record just read (go-diskqueue's `moveForward`).
+    fn consume(&mut self, total: i64, end: i64) {
+        self.read_pos += total;
+        self.depth -= 1;
+        self.ops_since_sync += 1;
+        if self.read_file_num < self.write_file_num && self.read_pos >= end {
+            self.finish_read_file();
+        }
+        self.check_tail_corruption();
+        self.sync_if_due();
+    }
+
+    /// The read file is fully read: delete it and start on the next.
+    fn finish_read_file(&mut self) {
+        let old = self.read_file_num;
+        self.read_file_num += 1;
+        self.read_pos = 0;
+        self.cache.reset();
+        // Sync every time reading moves to a new file, as go-diskqueue does.
+        self.need_sync = true;
+        let path = self.paths.data_file(old);
+        if let Err(e) = fs::remove_file(&path) {
+            error!("DISKQUEUE({}) failed to Remove({}) - {e}", self.paths.name(), path.display());
+        }
+    }
+
+    /// Gives up the read file (go-diskqueue's `handleReadError`): rename it to
+    /// `.bad` and go on with the next one. Unread records in it are lost; the
+    /// depth is repaired when the reader reaches the end of the data.
+    fn handle_read_error(&mut self, err: ReadError) {
+        let num = self.read_file_num;
+        let path = self.paths.data_file(num);
+        error!(
+            "DISKQUEUE({}) reading at {} of {} - {err}",
+            self.paths.name(),
+            self.read_pos,
+            path.display()
+        );
+        self.cache.reset();
+        self.need_sync = true;
+
+        let missing = matches!(&err, ReadError::Io(e) if e.kind() == io::ErrorKind::NotFound);
+        if missing && num < self.write_file_num {
+            // Nothing to rename. Go would step one number at a time; jumping
+            // to the next file present ends the same way without one failed
+            // rename per missing number.
+            let next = self
+                .paths
+                .existing_data_files()
+                .ok()
+                .and_then(|nums| nums.into_iter().find(|n| *n > num && *n <= self.write_file_num))
+                .unwrap_or(self.write_file_num);
+            warn!(
+                "DISKQUEUE({}) {} is missing, skipping to file {next}",
+                self.paths.name(),
+                path.display()
+            );
+            self.read_file_num = next;
+            self.read_pos = 0;
+            self.check_tail_corruption();
+            return;
+        }
+
+        if num == self.write_file_num {
+            // The file being written is unreadable: stop writing to it too.
+            if let Some((_, mut w)) = self.writer.take() {
+                // Keep its bytes for whoever inspects the .bad file.
+                let _ = w.flush();
+                let _ = w.into_parts();
+            }
+            self.write_file_num += 1;
+            self.write_pos = 0;
+        }
+        let bad = self.paths.bad_file(num);
+        warn!(
+            "DISKQUEUE({}) jump to next file and saving bad file as {}",
+            self.paths.name(),
+            bad.display()
+        );
+        if let Err(e) = fs::rename(&path, &bad) {
+            error!(
+                "DISKQUEUE({}) failed to rename bad diskqueue file {} to {} - {e}",
+                self.paths.name(),
+                path.display(),
+                bad.display()
+            );
+        }
+        self.read_file_num += 1;
+        self.read_pos = 0;
+        self.check_tail_corruption();
+    }
+
+    /// At the end of the data the depth must be 0 and the positions equal;
+    /// otherwise repair them (go-diskqueue's `checkTailCorruption`).
+    fn check_tail_corruption(&mut self) {
+        if self.read_file_num < self.write_file_num || self.read_pos < self.write_pos {
+            return;
+        }
+        if self.depth != 0 {
+            if self.depth < 0 {
+                error!(
+                    "DISKQUEUE({}) negative depth at tail ({}), metadata corruption, resetting 0...",
+                    self.paths.name(),
+                    self.depth
+                );
+            } else {
+                error!(
+                    "DISKQUEUE({}) positive depth at tail ({}), data loss, resetting 0...",
+                    self.paths.name(),
+                    self.depth
+                );
+            }
+            self.depth = 0;
+            self.need_sync = true;
+        }
+        if self.read_file_num != self.write_file_num || self.read_pos != self.write_pos {
+            error!(
+                "DISKQUEUE({}) read position {},{} past write position {},{}, corruption, \
+                 skipping to next writeFileNum and resetting 0...",
+                self.paths.name(),
+                self.read_file_num,
+                self.read_pos,
+                self.write_file_num,
+                self.write_pos
+            );
+            if let Err(e) = self.skip_to_next_rw_file() {
+                error!("DISKQUEUE({}) failed to remove data files - {e}", self.paths.name());
+            }
+            self.need_sync = true;
+        }
+    }
+
+    /// Discards all data: closes the files, removes data files from the read to
+    /// the write file, and restarts both positions at the next file number.
+    fn skip_to_next_rw_file(&mut self) -> io::Result<()> {
+        self.cache.reset();
+        if let Some((_, w)) = self.writer.take() {
+            // The data is being thrown away; do not write the buffer out.
+            let _ = w.into_parts();
+        }
+        let res = self.remove_data_files(self.read_file_num, self.write_file_num);
+        self.write_file_num = self.write_file_num.max(self.read_file_num) + 1;
+        self.write_pos = 0;
+        self.read_file_num = self.write_file_num;
+        self.read_pos = 0;
+        self.read_file_end = None;
+        self.depth = 0;
+        res
+    }
+
+    /// Removes data files `lo..=hi`; a missing file is fine, the first other
+    /// error is returned after trying them all.
+    fn remove_data_files(&self, lo: i64, hi: i64) -> io::Result<()> {
+        if hi < lo {
+            return Ok(());
+        }
+        let nums: Vec<i64> = if hi - lo <= MAX_REMOVE_BY_NAME {
+            (lo..=hi).collect()
+        } else {
+            self.paths
+                .existing_data_files()?
+                .into_iter()
+                .filter(|n| (lo..=hi).contains(n))
+                .collect()
+        };
+        let mut res = Ok(());
+        for num in nums {
+            if let Err(e) = remove_if_exists(&self.paths.data_file(num)) {
+                error!("DISKQUEUE({}) failed to remove data file - {e}", self.paths.name());
+                res = res.and(Err(e));
+            }
+        }
+        res
+    }
+
+    // ---- start-up ----
+
+    /// Loads the metadata and reconciles it with the files on disk.
+    fn restore(&mut self) -> io::Result<()> {
+        let meta_path = self.paths.meta_file();
+        let meta = match metadata::read(&meta_path)? {
+            None => None,
+            Some(Ok(m)) => match m.check() {
+                Ok(()) => Some(m),
+                Err(e) => {
+                    error!("DISKQUEUE({}) failed to retrieveMetaData - {e}", self.paths.name());
+                    None
+                }
+            },
+            Some(Err(e)) => {
+                error!("DISKQUEUE({}) failed to retrieveMetaData - {e}", self.paths.name());
+                None
+            }
+        };
+        match meta {
+            Some(m) => {
+                self.depth = m.depth;
+                self.read_file_num = m.read_file_num;
+                self.read_pos = m.read_pos;
+                self.write_file_num = m.write_file_num;
+                self.write_pos = m.write_pos;
+            }
+            None => self.recover_from_files()?,
+        }
+        self.check_write_file()?;
+        self.check_depth()
+    }
+
+    /// Without usable metadata, reads everything from the oldest data file on
+    /// and writes after the newest, counting the records for the depth.
+    fn recover_from_files(&mut self) -> io::Result<()> {
+        let nums = self.paths.existing_data_files()?;
+        let (Some(&first), Some(&last)) = (nums.first(), nums.last()) else {
+            // A new queue (or nothing to recover): start at file 0.
+            return Ok(());
+        };
+        let mut depth = 0;
+        for &num in &nums {
+            depth += self.count_records(num, 0, None);
+        }
+        warn!(
+            "DISKQUEUE({}) recovering without metadata: reading files {first}..={last} \
+             ({depth} records), writing from file {}",
+            self.paths.name(),
+            last + 1
+        );
+        self.depth = depth;
+        self.read_file_num = first;
+        self.read_pos = 0;
+        self.write_file_num = last + 1;
+        self.write_pos = 0;
+        self.need_sync = true;
+        Ok(())
+    }
+
+    /// If the write file is not exactly `write_pos` long the metadata is stale
+    /// (not synced before a crash). As go-diskqueue does, writing continues in
+    /// a new file and the reader reads the old one to its real end; the records
+    /// beyond the old `write_pos` are counted into the depth.
+    fn check_write_file(&mut self) -> io::Result<()> {
+        loop {
+            let path = self.paths.data_file(self.write_file_num);
+            let size = files::file_size(&path)?.unwrap_or(0);
+            if size == self.write_pos {
+                return Ok(());
+            }
+            if size > self.write_pos {
+                let extra = self.count_records(self.write_file_num, self.write_pos, Some(size));
+                warn!(
+                    "DISKQUEUE({}) {} metadata writePos {} < file size of {size}, \
+                     skipping to new file ({extra} records past writePos)",
+                    self.paths.name(),
+                    path.display(),
+                    self.write_pos
+                );
+                self.depth += extra;
+            } else {
+                error!(
+                    "DISKQUEUE({}) {} metadata writePos {} > file size of {size}, data lost, \
+                     skipping to new file",
+                    self.paths.name(),
+                    path.display(),
+                    self.write_pos
+                );
+            }
+            self.read_file_end = None;
+            self.write_file_num += 1;
+            self.write_pos = 0;
+            self.need_sync = true;
+        }
+    }
+
+    /// Repairs a depth that cannot be right: non-zero with nothing to read, or
+    /// not positive with something to read (then it is recounted from disk).
+    fn check_depth(&mut self) -> io::Result<()> {
+        let unread = self.read_file_num < self.write_file_num || self.read_pos < self.write_pos;
+        if !unread && self.depth != 0 {
+            warn!(
+                "DISKQUEUE({}) depth {} with nothing to read, resetting 0",
+                self.paths.name(),
+                self.depth
+            );
+            self.depth = 0;
+            self.need_sync = true;
+        } else if unread && self.depth <= 0 {
+            let mut depth = 0;
+            for num in self.paths.existing_data_files()? {
+                if num < self.read_file_num || num > self.write_file_num {
+                    continue;
+                }
+                let from = if num == self.read_file_num { self.read_pos } else { 0 };
+                let to = (num == self.write_file_num).then_some(self.write_pos);
+                depth += self.count_records(num, from, to);
+            }
+            warn!(
+                "DISKQUEUE({}) depth {} with data to read, recounted {depth}",
+                self.paths.name(),
+                self.depth
+            );
+            self.depth = depth;
+            self.need_sync = true;
+        }
+        Ok(())
+    }
+
+    /// Counts whole, valid records in data file `num` between `from` and `to`
+    /// (default: its size), stopping at the first bad one. Only used at start-up.
+    fn count_records(&self, num: i64, from: i64, to: Option<i64>) -> i64 {
+        let path = self.paths.data_file(num);
+        let open = || -> io::Result<(BufReader<File>, i64)> {
+            let mut file = File::open(&path)?;
+            let size = i64::try_from(file.metadata()?.len()).unwrap_or(i64::MAX);
+            file.seek(SeekFrom::Start(from.max(0) as u64))?;
+            Ok((BufReader::with_capacity(READ_BUFFER_SIZE, file), size))
+        };
+        let (mut r, size) = match open() {
+            Ok(x) => x,
+            Err(e) => {
+                warn!("DISKQUEUE({}) counting records in {} - {e}", self.paths.name(), path.display());
+                return 0;
+            }
+        };
+        let to = to.map_or(size, |t| t.min(size));
+        let (mut pos, mut n) = (from, 0);
+        while to - pos >= HEADER_LEN as i64 {
+            let mut header = [0; HEADER_LEN];
+            if r.read_exact(&mut header).is_err() {
+                break;
+            }
+            let len = i64::from(record::decode_header(header));
+            if !self.limits.accepts(len) || pos + HEADER_LEN as i64 + len > to || r.seek_relative(len).is_err() {
+                break;
+            }
+            pos += HEADER_LEN as i64 + len;
+            n += 1;
+        }
+        n
+    }
+}
+
+impl Drop for DiskQueue {
+    /// An owner that forgot `close` still gets its buffered records written and
+    /// the metadata persisted.
+    fn drop(&mut self) {
+        if !self.closed {
+            if let Err(e) = self.sync() {
+                error!("DISKQUEUE({}) failed to sync on drop - {e}", self.paths.name());
+            }
+        }
+    }
+}
+
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
