@@ -165,17 +165,8 @@ pub async fn consume(
             _ = &mut deadline => return Ok(()),
             _ = stop.wait_for(|s| *s) => return Ok(()),
         }
-        let batch = take_frames(&mut rb, &mut out, |frame| match frame {
-            Frame::Error(e) => {
-                if counters.error_frame() <= LOGGED_ERRORS {
-                    run.warn(format!("conn {conn}: {}", String::from_utf8_lossy(e)));
-                }
-            }
-            Frame::Response(r) => run.event(format!(
-                "conn {conn}: response {:?}",
-                String::from_utf8_lossy(r)
-            )),
-            _ => {}
+        let batch = take_frames(&mut rb, &mut out, |frame| {
+            note_other(conn, frame, &counters, &run)
         })?;
         if batch.msgs > 0 {
             counters.add(batch.msgs, batch.bytes);
@@ -184,6 +175,25 @@ pub async fn consume(
             stream.write_all(&out).await?;
             out.clear();
         }
+    }
+}
+
+/// Error frames (e.g. `E_FIN_FAILED`) are counted and the first few logged; a fatal one
+/// is followed by the broker closing the connection, which ends the task. Other
+/// responses (`CLOSE_WAIT`, ...) only go to the flight recorder.
+fn note_other(conn: usize, frame: Frame<'_>, counters: &Counters, run: &Run) {
+    match frame {
+        Frame::Error(e) => {
+            let n = counters.error_frame();
+            if n <= LOGGED_ERRORS {
+                run.warn(format!("conn {conn}: {}", String::from_utf8_lossy(e)));
+            }
+        }
+        Frame::Response(r) => run.event(format!(
+            "conn {conn}: response {:?}",
+            String::from_utf8_lossy(r)
+        )),
+        _ => {}
     }
 }
 

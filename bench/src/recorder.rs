@@ -108,8 +108,8 @@ pub struct Sample {
     pub per_conn: Vec<u64>,
 }
 
-/// Samples the counters every `interval` until `stop` turns true, printing a progress line
-/// per sample when asked and keeping the last `window` samples.
+/// Samples the counters every `interval` and once more when `stop` turns true, printing a
+/// progress line per interval when asked and keeping the last `window` samples.
 pub async fn sample(
     run: Arc<Run>,
     interval: Duration,
@@ -122,14 +122,15 @@ pub async fn sample(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last: Option<(Duration, u64)> = None;
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.wait_for(|s| *s) => break,
-        }
+        // The last sample is taken at the stop signal, when every connection is done.
+        let stopping = tokio::select! {
+            _ = ticker.tick() => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
         let at = run.epoch.elapsed();
         let per_conn: Vec<u64> = run.counters.iter().map(|c| c.msgs()).collect();
         let total: u64 = per_conn.iter().sum();
-        if let (true, Some((prev_at, prev_total))) = (progress, last) {
+        if let (true, false, Some((prev_at, prev_total))) = (progress, stopping, last) {
             let secs = (at - prev_at).as_secs_f64();
             let rate = (total - prev_total) as f64 / secs;
             eprintln!(
@@ -147,8 +148,10 @@ pub async fn sample(
             }
             samples.push_back(Sample { at, per_conn });
         }
+        if stopping {
+            return samples;
+        }
     }
-    samples
 }
 
 /// The flight recorder's file: `#` comment lines (settings and events), then CSV samples

@@ -291,6 +291,25 @@ impl Channel {
         Ok(())
     }
 
+    /// Several FINs under one lock; `on_err` sees each failure in order.
+    /// Returns how many succeeded.
+    pub fn finish_many(
+        &self,
+        client_id: u64,
+        ids: &[MessageId],
+        mut on_err: impl FnMut(&MessageId, InFlightError),
+    ) -> usize {
+        let mut st = self.state.lock();
+        let mut done = 0;
+        for id in ids {
+            match Self::pop_in_flight(&mut st, client_id, id) {
+                Ok(_) => done += 1,
+                Err(e) => on_err(id, e),
+            }
+        }
+        done
+    }
+
     /// REQ: back to the queue now, or deferred for `delay`.
     pub fn requeue(
         &self,

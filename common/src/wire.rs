@@ -76,9 +76,12 @@ pub fn decode_message(data: &[u8]) -> Option<MessageRef<'_>> {
     })
 }
 
-/// One frame split off the front of `buf`: (frame type, data, bytes consumed).
+/// A frame split off a buffer: (frame type, data, bytes consumed).
+pub type SplitFrame<'a> = (i32, &'a [u8], usize);
+
+/// One frame split off the front of `buf`.
 /// `Ok(None)` means more bytes are needed; `Err` means the size is nonsense.
-pub fn split_frame(buf: &[u8]) -> Result<Option<(i32, &[u8], usize)>, FrameError> {
+pub fn split_frame(buf: &[u8]) -> Result<Option<SplitFrame<'_>>, FrameError> {
     if buf.len() < 4 {
         return Ok(None);
     }

@@ -106,10 +106,19 @@ mod tests {
 
     #[test]
     fn parses_only_this_queues_data_files() {
-        assert_eq!(parse_data_file_name("a", "a.diskqueue.000042.dat"), Some(42));
-        assert_eq!(parse_data_file_name("a", "a.diskqueue.1000000.dat"), Some(1000000));
+        assert_eq!(
+            parse_data_file_name("a", "a.diskqueue.000042.dat"),
+            Some(42)
+        );
+        assert_eq!(
+            parse_data_file_name("a", "a.diskqueue.1000000.dat"),
+            Some(1000000)
+        );
         assert_eq!(parse_data_file_name("a", "a.diskqueue.meta.dat"), None);
-        assert_eq!(parse_data_file_name("a", "a.diskqueue.000042.dat.bad"), None);
+        assert_eq!(
+            parse_data_file_name("a", "a.diskqueue.000042.dat.bad"),
+            None
+        );
         assert_eq!(parse_data_file_name("a", "a.diskqueue.42.dat"), None);
         assert_eq!(
             parse_data_file_name("a", "a.diskqueue.000001.diskqueue.000000.dat"),

@@ -68,7 +68,9 @@ impl Metadata {
             ("writePos", self.write_pos),
         ];
         if let Some((name, v)) = fields.iter().find(|(_, v)| *v < 0) {
-            return Err(MetadataError::Inconsistent(format!("{name} is negative ({v})")));
+            return Err(MetadataError::Inconsistent(format!(
+                "{name} is negative ({v})"
+            )));
         }
         let behind = self.read_file_num < self.write_file_num
             || (self.read_file_num == self.write_file_num && self.read_pos <= self.write_pos);
@@ -207,8 +209,18 @@ mod tests {
         };
         assert!(ok.check().is_ok());
         assert!(Metadata { read_pos: 11, ..ok }.check().is_err());
-        assert!(Metadata { read_file_num: 2, ..ok }.check().is_err());
-        assert!(Metadata { write_pos: -1, ..ok }.check().is_err());
+        assert!(Metadata {
+            read_file_num: 2,
+            ..ok
+        }
+        .check()
+        .is_err());
+        assert!(Metadata {
+            write_pos: -1,
+            ..ok
+        }
+        .check()
+        .is_err());
         assert!(Metadata { depth: -5, ..ok }.check().is_ok());
     }
 }

@@ -90,6 +90,8 @@ pub struct DiskQueue {
 
     /// Puts and reads since the last sync (go-diskqueue's `count`).
     ops_since_sync: i64,
+    /// Records were written since the last fsync of the write file.
+    unsynced_writes: bool,
     /// A file change or repair happened; sync now (go-diskqueue's `needSync`).
     need_sync: bool,
     /// `close`/`delete` ran: `Drop` has nothing left to do.
@@ -124,7 +126,11 @@ impl DiskQueue {
         max_msg_size: i32,
         sync_every: i64,
     ) -> io::Result<Self> {
-        if name.is_empty() || max_bytes_per_file <= 0 || min_msg_size < 0 || min_msg_size > max_msg_size {
+        if name.is_empty()
+            || max_bytes_per_file <= 0
+            || min_msg_size < 0
+            || min_msg_size > max_msg_size
+        {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
@@ -147,6 +153,7 @@ impl DiskQueue {
             cache: ReadCache::default(),
             read_file_end: None,
             ops_since_sync: 0,
+            unsynced_writes: false,
             need_sync: false,
             closed: false,
         };
@@ -193,6 +200,7 @@ impl DiskQueue {
         self.write_pos += total;
         self.depth += 1;
         self.ops_since_sync += 1;
+        self.unsynced_writes = true;
         self.sync_if_due();
         Ok(())
     }
@@ -241,13 +249,15 @@ impl DiskQueue {
     /// Flushes the write buffer, fsyncs the write file and persists metadata.
     /// The owner calls this on its `sync_timeout` ticker when [`needs_sync`](Self::needs_sync).
     pub fn sync(&mut self) -> io::Result<()> {
-        if let Some((_, w)) = self.writer.as_mut() {
+        // After reads alone only the metadata changed: skip the data fsync.
+        if let (true, Some((_, w))) = (self.unsynced_writes, self.writer.as_mut()) {
             let res = w.flush().and_then(|()| w.get_ref().sync_all());
             if let Err(e) = res {
                 self.abandon_writer(&e);
                 return Err(e);
             }
         }
+        self.unsynced_writes = false;
         metadata::persist(&self.paths.meta_file(), &self.metadata())?;
         self.need_sync = false;
         self.ops_since_sync = 0;
@@ -278,7 +288,10 @@ impl DiskQueue {
             Ok(nums) => {
                 for num in nums {
                     if let Err(e) = remove_if_exists(&self.paths.data_file(num)) {
-                        error!("DISKQUEUE({}) failed to remove data file - {e}", self.paths.name());
+                        error!(
+                            "DISKQUEUE({}) failed to remove data file - {e}",
+                            self.paths.name()
+                        );
                         res = res.and(Err(e));
                     }
                 }
@@ -286,7 +299,10 @@ impl DiskQueue {
             Err(e) => res = res.and(Err(e)),
         }
         if let Err(e) = remove_if_exists(&self.paths.meta_file()) {
-            error!("DISKQUEUE({}) failed to remove metadata file - {e}", self.paths.name());
+            error!(
+                "DISKQUEUE({}) failed to remove metadata file - {e}",
+                self.paths.name()
+            );
             res = res.and(Err(e));
         }
         res
@@ -302,7 +318,10 @@ impl DiskQueue {
         self.ops_since_sync = 0;
         self.need_sync = false;
         if let Err(e) = remove_if_exists(&self.paths.meta_file()) {
-            error!("DISKQUEUE({}) failed to remove metadata file - {e}", self.paths.name());
+            error!(
+                "DISKQUEUE({}) failed to remove metadata file - {e}",
+                self.paths.name()
+            );
             return Err(e);
         }
         res
@@ -388,7 +407,11 @@ impl DiskQueue {
             if self.write_pos > 0 {
                 file.seek(SeekFrom::Start(self.write_pos as u64))?;
             }
-            debug!("DISKQUEUE({}): opened {} for writing", self.paths.name(), path.display());
+            debug!(
+                "DISKQUEUE({}): opened {} for writing",
+                self.paths.name(),
+                path.display()
+            );
             self.writer = Some((num, BufWriter::with_capacity(WRITE_BUFFER_SIZE, file)));
             return Ok(());
         }
@@ -456,7 +479,10 @@ impl DiskQueue {
         let mut need = HEADER_LEN;
         loop {
             if need > available {
-                return Err(ReadError::Corrupt(RecordError::Truncated { needed: need, available }));
+                return Err(ReadError::Corrupt(RecordError::Truncated {
+                    needed: need,
+                    available,
+                }));
             }
             let start = self.cache.fill(&self.paths, num, pos, need, end, tail)?;
             let window = &self.cache.bytes()[start..];
@@ -485,7 +511,10 @@ impl DiskQueue {
         }
         let path = self.paths.data_file(num);
         let size = files::file_size(&path)?.ok_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, format!("{} does not exist", path.display()))
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} does not exist", path.display()),
+            )
         })?;
         self.read_file_end = Some((num, size));
         Ok(size)
@@ -513,7 +542,11 @@ impl DiskQueue {
         self.need_sync = true;
         let path = self.paths.data_file(old);
         if let Err(e) = fs::remove_file(&path) {
-            error!("DISKQUEUE({}) failed to Remove({}) - {e}", self.paths.name(), path.display());
+            error!(
+                "DISKQUEUE({}) failed to Remove({}) - {e}",
+                self.paths.name(),
+                path.display()
+            );
         }
     }
 
@@ -541,7 +574,10 @@ impl DiskQueue {
                 .paths
                 .existing_data_files()
                 .ok()
-                .and_then(|nums| nums.into_iter().find(|n| *n > num && *n <= self.write_file_num))
+                .and_then(|nums| {
+                    nums.into_iter()
+                        .find(|n| *n > num && *n <= self.write_file_num)
+                })
                 .unwrap_or(self.write_file_num);
             warn!(
                 "DISKQUEUE({}) {} is missing, skipping to file {next}",
@@ -617,7 +653,10 @@ impl DiskQueue {
                 self.write_pos
             );
             if let Err(e) = self.skip_to_next_rw_file() {
-                error!("DISKQUEUE({}) failed to remove data files - {e}", self.paths.name());
+                error!(
+                    "DISKQUEUE({}) failed to remove data files - {e}",
+                    self.paths.name()
+                );
             }
             self.need_sync = true;
         }
@@ -659,7 +698,10 @@ impl DiskQueue {
         let mut res = Ok(());
         for num in nums {
             if let Err(e) = remove_if_exists(&self.paths.data_file(num)) {
-                error!("DISKQUEUE({}) failed to remove data file - {e}", self.paths.name());
+                error!(
+                    "DISKQUEUE({}) failed to remove data file - {e}",
+                    self.paths.name()
+                );
                 res = res.and(Err(e));
             }
         }
@@ -676,12 +718,18 @@ impl DiskQueue {
             Some(Ok(m)) => match m.check() {
                 Ok(()) => Some(m),
                 Err(e) => {
-                    error!("DISKQUEUE({}) failed to retrieveMetaData - {e}", self.paths.name());
+                    error!(
+                        "DISKQUEUE({}) failed to retrieveMetaData - {e}",
+                        self.paths.name()
+                    );
                     None
                 }
             },
             Some(Err(e)) => {
-                error!("DISKQUEUE({}) failed to retrieveMetaData - {e}", self.paths.name());
+                error!(
+                    "DISKQUEUE({}) failed to retrieveMetaData - {e}",
+                    self.paths.name()
+                );
                 None
             }
         };
@@ -781,7 +829,11 @@ impl DiskQueue {
                 if num < self.read_file_num || num > self.write_file_num {
                     continue;
                 }
-                let from = if num == self.read_file_num { self.read_pos } else { 0 };
+                let from = if num == self.read_file_num {
+                    self.read_pos
+                } else {
+                    0
+                };
                 let to = (num == self.write_file_num).then_some(self.write_pos);
                 depth += self.count_records(num, from, to);
             }
@@ -809,7 +861,11 @@ impl DiskQueue {
         let (mut r, size) = match open() {
             Ok(x) => x,
             Err(e) => {
-                warn!("DISKQUEUE({}) counting records in {} - {e}", self.paths.name(), path.display());
+                warn!(
+                    "DISKQUEUE({}) counting records in {} - {e}",
+                    self.paths.name(),
+                    path.display()
+                );
                 return 0;
             }
         };
@@ -821,7 +877,10 @@ impl DiskQueue {
                 break;
             }
             let len = i64::from(record::decode_header(header));
-            if !self.limits.accepts(len) || pos + HEADER_LEN as i64 + len > to || r.seek_relative(len).is_err() {
+            if !self.limits.accepts(len)
+                || pos + HEADER_LEN as i64 + len > to
+                || r.seek_relative(len).is_err()
+            {
                 break;
             }
             pos += HEADER_LEN as i64 + len;
@@ -837,7 +896,10 @@ impl Drop for DiskQueue {
     fn drop(&mut self) {
         if !self.closed {
             if let Err(e) = self.sync() {
-                error!("DISKQUEUE({}) failed to sync on drop - {e}", self.paths.name());
+                error!(
+                    "DISKQUEUE({}) failed to sync on drop - {e}",
+                    self.paths.name()
+                );
             }
         }
     }

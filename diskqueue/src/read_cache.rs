@@ -106,7 +106,9 @@ impl ReadCache {
                 _ => {
                     // From the file, but never past what the writer has flushed.
                     let stop = match tail {
-                        Some(t) => target.min(usize::try_from(t.flushed - self.offset).unwrap_or(0)),
+                        Some(t) => {
+                            target.min(usize::try_from(t.flushed - self.offset).unwrap_or(0))
+                        }
                         None => target,
                     };
                     if self.file.is_none() {

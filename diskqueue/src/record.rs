@@ -58,7 +58,11 @@ pub fn decode_header(header: [u8; HEADER_LEN]) -> i32 {
 }
 
 /// Appends `data` as one record to `out`.
-pub fn encode_record(data: &[u8], limits: SizeLimits, out: &mut Vec<u8>) -> Result<(), RecordError> {
+pub fn encode_record(
+    data: &[u8],
+    limits: SizeLimits,
+    out: &mut Vec<u8>,
+) -> Result<(), RecordError> {
     let size = data.len() as i64;
     if !limits.accepts(size) {
         return Err(RecordError::InvalidSize { size });
@@ -79,12 +83,16 @@ pub fn decode_record(buf: &[u8], limits: SizeLimits) -> Result<Decoded<'_>, Reco
     };
     let size = decode_header(*header);
     if !limits.accepts(i64::from(size)) {
-        return Err(RecordError::InvalidSize { size: i64::from(size) });
+        return Err(RecordError::InvalidSize {
+            size: i64::from(size),
+        });
     }
     // Non-negative: `accepts` rejected negatives unless min is negative, which
     // `SizeLimits` users must not configure; guard anyway.
     let Ok(size) = usize::try_from(size) else {
-        return Err(RecordError::InvalidSize { size: i64::from(size) });
+        return Err(RecordError::InvalidSize {
+            size: i64::from(size),
+        });
     };
     let len = HEADER_LEN + size;
     match buf.get(HEADER_LEN..len) {
@@ -239,7 +247,10 @@ mod tests {
         let got: Vec<_> = split_records(&buf, LIMITS).collect();
         assert_eq!(
             got,
-            vec![Ok(&b"ok"[..]), Err(RecordError::InvalidSize { size: 65536 })]
+            vec![
+                Ok(&b"ok"[..]),
+                Err(RecordError::InvalidSize { size: 65536 })
+            ]
         );
     }
 

@@ -17,14 +17,23 @@ fn records_round_trip_in_order_across_many_file_rolls() {
     }
     assert_eq!(dq.depth(), 300);
     dq.sync().unwrap();
-    let data_files = listing(dir.path()).iter().filter(|n| n.ends_with(".dat") && !n.contains("meta")).count();
-    assert!(data_files > 50, "only {data_files} files for 300 records at 100 bytes each");
+    let data_files = listing(dir.path())
+        .iter()
+        .filter(|n| n.ends_with(".dat") && !n.contains("meta"))
+        .count();
+    assert!(
+        data_files > 50,
+        "only {data_files} files for 300 records at 100 bytes each"
+    );
 
     assert_eq!(drain(&mut dq), msgs);
     assert_eq!(dq.depth(), 0);
     assert!(bad_files(dir.path()).is_empty());
     // Fully read files are deleted; only the file being written remains.
-    let left: Vec<_> = listing(dir.path()).into_iter().filter(|n| n.ends_with("0.dat") || n.contains(".diskqueue.0")).collect();
+    let left: Vec<_> = listing(dir.path())
+        .iter()
+        .filter_map(|n| nsq_diskqueue::files::parse_data_file_name(NAME, n))
+        .collect();
     assert_eq!(left.len(), 1, "{left:?}");
 }
 
@@ -48,7 +57,11 @@ fn written_files_follow_go_diskqueue_roll_rule_byte_for_byte() {
     }
     dq.sync().unwrap();
     for (num, bytes) in expected.iter().enumerate() {
-        assert_eq!(&std::fs::read(data_file(dir.path(), num as i64)).unwrap(), bytes, "file {num}");
+        assert_eq!(
+            &std::fs::read(data_file(dir.path(), num as i64)).unwrap(),
+            bytes,
+            "file {num}"
+        );
     }
     let last = expected.len() - 1;
     assert_eq!(
@@ -66,10 +79,22 @@ fn a_record_larger_than_a_file_gets_a_file_of_its_own() {
     dq.put(&big).unwrap();
     dq.put(b"after").unwrap();
     dq.sync().unwrap();
-    assert_eq!(std::fs::read(data_file(dir.path(), 0)).unwrap(), record(b"small"));
-    assert_eq!(std::fs::read(data_file(dir.path(), 1)).unwrap(), record(&big));
-    assert_eq!(std::fs::read(data_file(dir.path(), 2)).unwrap(), record(b"after"));
-    assert_eq!(drain(&mut dq), vec![b"small".to_vec(), big, b"after".to_vec()]);
+    assert_eq!(
+        std::fs::read(data_file(dir.path(), 0)).unwrap(),
+        record(b"small")
+    );
+    assert_eq!(
+        std::fs::read(data_file(dir.path(), 1)).unwrap(),
+        record(&big)
+    );
+    assert_eq!(
+        std::fs::read(data_file(dir.path(), 2)).unwrap(),
+        record(b"after")
+    );
+    assert_eq!(
+        drain(&mut dq),
+        vec![b"small".to_vec(), big, b"after".to_vec()]
+    );
 }
 
 #[test]
@@ -94,11 +119,17 @@ fn reader_sees_records_still_in_the_write_buffer() {
         dq.put(&msg(i)).unwrap();
     }
     // Nothing was flushed yet, and reading must not need it to be.
-    assert_eq!(std::fs::metadata(data_file(dir.path(), 0)).unwrap().len(), 0);
+    assert_eq!(
+        std::fs::metadata(data_file(dir.path(), 0)).unwrap().len(),
+        0
+    );
     for i in 0..50 {
         assert_eq!(dq.read_next(), Some(msg(i)));
     }
-    assert_eq!(std::fs::metadata(data_file(dir.path(), 0)).unwrap().len(), 0);
+    assert_eq!(
+        std::fs::metadata(data_file(dir.path(), 0)).unwrap().len(),
+        0
+    );
     dq.sync().unwrap();
     for i in 100..150 {
         dq.put(&msg(i)).unwrap();
@@ -111,9 +142,9 @@ fn random_interleaving_matches_a_fifo_model_through_reopens() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut model = VecDeque::new();
-    let mut dq = DiskQueue::open(NAME, dir.path(), 200, 0, 4096, 7).unwrap();
+    let mut dq = DiskQueue::open(NAME, dir.path(), 1500, 0, 4096, 50).unwrap();
     let mut next = 0;
-    for step in 0..20_000 {
+    for step in 0..6_000 {
         match rng.below(100) {
             0..=49 => {
                 let mut m = msg(next);
@@ -126,7 +157,7 @@ fn random_interleaving_matches_a_fifo_model_through_reopens() {
             98 => dq.sync().unwrap(),
             _ => {
                 dq.close().unwrap();
-                dq = DiskQueue::open(NAME, dir.path(), 200, 0, 4096, 7).unwrap();
+                dq = DiskQueue::open(NAME, dir.path(), 1500, 0, 4096, 50).unwrap();
             }
         }
         assert_eq!(dq.depth(), model.len() as i64, "step {step}");
@@ -176,7 +207,10 @@ fn metadata_text_is_exactly_what_go_writes() {
     }
     assert_eq!(dq.read_next().as_deref(), Some(&b"0123456789"[..]));
     dq.close().unwrap();
-    assert_eq!(std::fs::read(meta_file(dir.path())).unwrap(), b"2\n0,14\n0,42\n");
+    assert_eq!(
+        std::fs::read(meta_file(dir.path())).unwrap(),
+        b"2\n0,14\n0,42\n"
+    );
     // No temp files left behind.
     assert!(listing(dir.path()).iter().all(|n| !n.ends_with(".tmp")));
 }
@@ -193,7 +227,10 @@ fn sync_happens_every_sync_every_operations() {
     dq.put(b"c").unwrap();
     assert!(!dq.needs_sync());
     assert_eq!(meta_text(dir.path()), "3\n0,0\n0,15\n");
-    assert_eq!(std::fs::metadata(data_file(dir.path(), 0)).unwrap().len(), 15);
+    assert_eq!(
+        std::fs::metadata(data_file(dir.path(), 0)).unwrap().len(),
+        15
+    );
     // Reads count too.
     dq.read_next().unwrap();
     assert!(dq.needs_sync());
@@ -210,7 +247,10 @@ fn every_roll_persists_metadata_naming_the_new_file() {
     assert!(!meta_file(dir.path()).exists());
     dq.put(&[2; 10]).unwrap(); // 14 + 14 > 20: rolls first
     assert_eq!(meta_text(dir.path()), "1\n0,0\n1,0\n");
-    assert_eq!(std::fs::read(data_file(dir.path(), 0)).unwrap(), record(&[1; 10]));
+    assert_eq!(
+        std::fs::read(data_file(dir.path(), 0)).unwrap(),
+        record(&[1; 10])
+    );
 }
 
 #[test]
@@ -219,7 +259,11 @@ fn records_outside_the_size_limits_are_rejected_on_put() {
     let mut dq = DiskQueue::open(NAME, dir.path(), 1 << 20, 5, 10, 100).unwrap();
     for bad in [&[0u8; 4][..], &[0; 11], &[]] {
         match dq.put(bad) {
-            Err(DiskQueueError::InvalidMessageSize { size, min: 5, max: 10 }) => assert_eq!(size, bad.len()),
+            Err(DiskQueueError::InvalidMessageSize {
+                size,
+                min: 5,
+                max: 10,
+            }) => assert_eq!(size, bad.len()),
             other => panic!("{other:?}"),
         }
     }

@@ -14,7 +14,7 @@ use crate::client::{ClientShared, STATE_CLOSING, STATE_SUBSCRIBED};
 use crate::nsqd::Nsqd;
 use crate::topic::Topic;
 use bytes::{Bytes, BytesMut};
-use nsq_common::wire::{put_frame, FRAME_TYPE_ERROR, FRAME_TYPE_RESPONSE};
+use nsq_common::wire::{put_frame, MessageId, FRAME_TYPE_ERROR, FRAME_TYPE_RESPONSE};
 use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -39,6 +39,10 @@ struct Conn {
     flush_at: Option<Instant>,
     last_read: Instant,
     rng: u64,
+    /// FINs parsed but not yet applied.
+    fins: Vec<MessageId>,
+    /// Limits from the options, fixed for the connection's life.
+    limits: ParseContext,
 }
 
 /// Serves a connection whose `  V2` magic has been read; `input` holds any bytes
@@ -50,7 +54,8 @@ pub async fn serve(nsqd: Arc<Nsqd>, stream: TcpStream, input: BytesMut) {
         .unwrap_or_default();
     let _ = stream.set_nodelay(true);
     let client = nsqd.add_client(remote.clone());
-    let settings = ClientSettings::defaults(&nsqd.opts());
+    let opts = nsqd.opts();
+    let settings = ClientSettings::defaults(&opts);
     let mut conn = Conn {
         rng: client.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
         nsqd: Arc::clone(&nsqd),
@@ -62,6 +67,15 @@ pub async fn serve(nsqd: Arc<Nsqd>, stream: TcpStream, input: BytesMut) {
         sub: None,
         flush_at: None,
         last_read: Instant::now(),
+        fins: Vec::new(),
+        limits: ParseContext {
+            state: 0,
+            heartbeats_enabled: true,
+            max_body_size: opts.max_body_size,
+            max_msg_size: opts.max_msg_size,
+            max_req_timeout_ms: opts.max_req_timeout.as_millis() as i64,
+            max_rdy_count: opts.max_rdy_count,
+        },
     };
     if let Err(e) = conn.run().await {
         tracing::debug!("PROTOCOL(V2): [{remote}] connection error - {e}");
@@ -82,8 +96,17 @@ impl Conn {
             // Execute everything already buffered.
             let mut responded = false;
             loop {
-                let ctx = self.parse_context();
-                match command::parse(&mut self.input, &ctx) {
+                let ctx = self.parse_ctx();
+                let parsed = command::parse(&mut self.input, &ctx);
+                // Consecutive FINs are applied under one channel lock.
+                if let Ok(Some(Command::Fin(id))) = parsed {
+                    self.fins.push(id);
+                    continue;
+                }
+                if !self.fins.is_empty() && self.apply_fins().await? {
+                    return Ok(());
+                }
+                match parsed {
                     Ok(None) => break,
                     Ok(Some(cmd)) => match self.exec(cmd) {
                         Ok(Some(resp)) => {
@@ -185,16 +208,38 @@ impl Conn {
         (!hb.is_zero()).then(|| Instant::now() + hb)
     }
 
-    fn parse_context(&self) -> ParseContext {
-        let opts = self.nsqd.opts();
+    fn parse_ctx(&self) -> ParseContext {
         ParseContext {
             state: self.client.state.load(Ordering::Acquire),
             heartbeats_enabled: !self.settings.heartbeat_interval.is_zero(),
-            max_body_size: opts.max_body_size,
-            max_msg_size: opts.max_msg_size,
-            max_req_timeout_ms: opts.max_req_timeout.as_millis() as i64,
-            max_rdy_count: opts.max_rdy_count,
+            ..self.limits
         }
+    }
+
+    /// Applies the batched FINs; error frames keep their order. Returns true
+    /// when the connection must close.
+    async fn apply_fins(&mut self) -> std::io::Result<bool> {
+        let fins = std::mem::take(&mut self.fins);
+        let (_, ch) = self.sub.as_ref().expect("FIN parses only when subscribed");
+        let mut errors = Vec::new();
+        let done = ch.finish_many(self.client.id, &fins, |id, e| {
+            errors.push(ClientError::soft(
+                "E_FIN_FAILED",
+                format!("FIN {} failed {e}", String::from_utf8_lossy(id)),
+            ))
+        });
+        self.client.in_flight.fetch_sub(done as i64, Ordering::AcqRel);
+        self.client
+            .finish_count
+            .fetch_add(done as u64, Ordering::Relaxed);
+        self.fins = fins;
+        self.fins.clear();
+        for e in errors {
+            if self.send_error(&e).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn is_ready(&self) -> bool {
@@ -285,15 +330,7 @@ impl Conn {
                 Ok(None)
             }
             Command::Fin(id) => {
-                let (_, ch) = self.sub.as_ref().expect("state check ensures a channel");
-                ch.finish(self.client.id, &id).map_err(|e| {
-                    ClientError::soft(
-                        "E_FIN_FAILED",
-                        format!("FIN {} failed {e}", String::from_utf8_lossy(&id)),
-                    )
-                })?;
-                self.client.in_flight.fetch_sub(1, Ordering::AcqRel);
-                self.client.finish_count.fetch_add(1, Ordering::Relaxed);
+                self.fins.push(id);
                 Ok(None)
             }
             Command::Req { id, delay_ms } => {

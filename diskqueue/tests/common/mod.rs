@@ -55,7 +55,10 @@ pub fn listing(dir: &Path) -> Vec<String> {
 }
 
 pub fn bad_files(dir: &Path) -> Vec<String> {
-    listing(dir).into_iter().filter(|n| n.ends_with(".bad")).collect()
+    listing(dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".bad"))
+        .collect()
 }
 
 pub fn drain(dq: &mut DiskQueue) -> Vec<Vec<u8>> {
