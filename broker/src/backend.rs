@@ -19,7 +19,7 @@ pub struct QueueConfig {
 }
 
 pub enum Backend {
-    Disk(DiskQueue),
+    Disk(Box<DiskQueue>),
     /// Ephemeral: overflow is dropped, as nsqd's dummy backend does.
     Discard,
 }
@@ -38,7 +38,7 @@ impl Backend {
             (cfg.max_msg_size + MESSAGE_HEADER_LENGTH as i64).min(i32::MAX as i64) as i32,
             cfg.sync_every,
         ) {
-            Ok(dq) => Backend::Disk(dq),
+            Ok(dq) => Backend::Disk(Box::new(dq)),
             Err(e) => {
                 // Refusing to run is worse than losing overflow durability for one queue.
                 tracing::error!(

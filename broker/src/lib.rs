@@ -18,7 +18,7 @@
 //! - [`message`], [`guid`]: the message and its ID.
 //! - [`backend`]: the diskqueue (go-diskqueue's format, from `nsq-diskqueue`) or
 //!   nothing for ephemeral queues.
-//! - [`metadata`]: `nsqd.dat`.
+//! - [`metadata`]: the `nsqd.dat` file.
 //! - [`queue_scan`]: in-flight/deferred deadlines and periodic fsync.
 //! - [`clock`]: monotonic instants as integers.
 

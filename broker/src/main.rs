@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     }
     logging::init(&opts.log_prefix, opts.log_level);
     if let Err(e) = opts.validate() {
-        tracing::error!("{e}");
+        nsq_common::fatal!("{e}");
         return ExitCode::FAILURE;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     match runtime.block_on(broker::server::run(opts)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
+            nsq_common::fatal!("{e}");
             ExitCode::FAILURE
         }
     }

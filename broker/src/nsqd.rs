@@ -199,8 +199,15 @@ impl Nsqd {
             return false;
         }
         tracing::info!("CHANNEL({}:{name}): deleting", topic.name);
-        self.persist_metadata();
+        if !self.delete_unused_ephemeral_topic(topic) {
+            self.persist_metadata();
+        }
         true
+    }
+
+    /// nsqd deletes an ephemeral topic once its last channel is gone.
+    fn delete_unused_ephemeral_topic(&self, topic: &Topic) -> bool {
+        topic.ephemeral && topic.channel_count() == 0 && self.delete_topic(&topic.name)
     }
 
     /// A consumer left; ephemeral channels and topics go with their last user.
@@ -227,6 +234,17 @@ impl Nsqd {
             remote,
             crate::message::unix_nanos() / 1_000_000_000,
         ));
+        {
+            // nsqd names a client by its peer host until IDENTIFY says otherwise.
+            let host = c.remote_address.rsplit_once(':').map_or("", |(h, _)| h);
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let mut ident = c.identity.lock();
+            ident.client_id = host.clone();
+            ident.hostname = host;
+        }
         self.clients.lock().insert(id, Arc::clone(&c));
         c
     }

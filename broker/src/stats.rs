@@ -233,9 +233,6 @@ pub fn collect(nsqd: &Nsqd, filter: &StatsFilter) -> Stats {
 pub fn client_stats(c: &ClientShared, topic: &str) -> ClientStats {
     use std::sync::atomic::Ordering::Relaxed;
     let ident = c.identity.lock().clone();
-    // nsqd starts both IDs as the peer's host until IDENTIFY replaces them.
-    let host = split_host_port(&c.remote_address).0;
-    let or_host = |s: String| if s.is_empty() { host.to_owned() } else { s };
     let pub_counts = c
         .pub_counts
         .lock()
@@ -247,8 +244,8 @@ pub fn client_stats(c: &ClientShared, topic: &str) -> ClientStats {
         })
         .collect();
     ClientStats {
-        client_id: or_host(ident.client_id),
-        hostname: or_host(ident.hostname),
+        client_id: ident.client_id,
+        hostname: ident.hostname,
         version: "V2",
         remote_address: c.remote_address.clone(),
         state: c.state.load(Relaxed),
@@ -317,7 +314,9 @@ pub struct TextContext<'a> {
 /// nsqd's plain-text `/stats`.
 pub fn render_text(stats: &Stats, cx: &TextContext<'_>) -> String {
     let mut w = String::with_capacity(1024);
-    let uptime = cx.now.saturating_sub(cx.start_time.saturating_mul(1_000_000_000));
+    let uptime = cx
+        .now
+        .saturating_sub(cx.start_time.saturating_mul(1_000_000_000));
     let _ = writeln!(w, "{}", nsq_common::version::version_line("nsqd"));
     let _ = writeln!(w, "start_time {}", rfc3339_local(cx.start_time));
     let _ = writeln!(w, "uptime {}", go_duration(uptime));
@@ -384,7 +383,11 @@ pub fn render_text(stats: &Stats, cx: &TextContext<'_>) -> String {
 
 /// nsqd's one-line client summary: a producer line when it has publish counts.
 fn client_line(s: &ClientStats, now_secs: i64) -> String {
-    let connected = go_duration(now_secs.saturating_sub(s.connect_ts).saturating_mul(1_000_000_000));
+    let connected = go_duration(
+        now_secs
+            .saturating_sub(s.connect_ts)
+            .saturating_mul(1_000_000_000),
+    );
     let port = split_host_port(&s.remote_address).1;
     let id = format!("{}:{} {}", s.hostname, port, s.user_agent);
     if !s.pub_counts.is_empty() {
@@ -617,7 +620,10 @@ mod tests {
                 memory: Some(MemStats::default()),
             },
         );
-        assert!(text.contains("\nMemory:\n   heap_objects             \t0\n"), "{text}");
+        assert!(
+            text.contains("\nMemory:\n   heap_objects             \t0\n"),
+            "{text}"
+        );
         assert!(text.contains(
             "\nTopics:\n   [t              ] depth: 3     be-depth: 0     msgs: 9        e2e%: \n"
         ), "{text}");

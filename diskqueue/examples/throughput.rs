@@ -1,6 +1,7 @@
 //! Rough throughput with nsqd's defaults (100 MiB files, sync every 2500
 //! operations) and ~230-byte records:
-//! `cargo run --release -p nsq-diskqueue --example throughput [records]`.
+//! `cargo run --release -p nsq-diskqueue --example throughput [records] [sync_every]`.
+//! With the default sync_every the numbers mostly measure the disk's fsync.
 
 use nsq_diskqueue::DiskQueue;
 use std::time::Instant;

@@ -7,7 +7,6 @@ use super::params::Params;
 use super::response::{ApiError, ApiResult, Reply};
 use super::{blocking, topic_from_query};
 use crate::nsqd::Nsqd;
-use crate::topic::Topic;
 use nsq_common::names::{is_valid_channel_name, is_valid_topic_name};
 use std::sync::Arc;
 
@@ -83,7 +82,6 @@ pub(super) async fn channel(nsqd: Arc<Nsqd>, op: ChannelOp, params: Params) -> A
                 if !nsqd.delete_channel(&topic, &channel_name) {
                     return Err(not_found());
                 }
-                delete_if_unused_ephemeral(&nsqd, &topic);
             }
             ChannelOp::Empty => topic.channel(&channel_name).ok_or_else(not_found)?.empty(),
             ChannelOp::Pause | ChannelOp::Unpause => {
@@ -99,13 +97,6 @@ pub(super) async fn channel(nsqd: Arc<Nsqd>, op: ChannelOp, params: Params) -> A
         Ok(Reply::Empty)
     })
     .await
-}
-
-/// nsqd deletes an ephemeral topic once its last channel is deleted.
-fn delete_if_unused_ephemeral(nsqd: &Nsqd, topic: &Topic) {
-    if topic.ephemeral && topic.channel_count() == 0 {
-        nsqd.delete_topic(&topic.name);
-    }
 }
 
 /// nsqd's `GetTopicChannelArgs`, with its `INVALID_ARG_*` codes.

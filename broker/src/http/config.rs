@@ -11,7 +11,7 @@ use nsq_common::logging::{self, LogLevel};
 use serde_json::Value;
 use std::sync::Arc;
 
-pub(super) async fn get(nsqd: &Nsqd, opt: &str) -> ApiResult {
+pub(super) fn get(nsqd: &Nsqd, opt: &str) -> ApiResult {
     match nsqd.opts().get_by_cfg_name(opt) {
         // nsqd writes a string option raw, without JSON quotes.
         Some(Value::String(s)) => Ok(Reply::Text(Bytes::from(s))),
@@ -31,10 +31,9 @@ pub(super) async fn put(nsqd: Arc<Nsqd>, opt: &str, body: Body) -> ApiResult {
     let mut level = None;
     match opt {
         "nsqlookupd_tcp_addresses" => {
-            opts.lookupd_tcp_addresses =
-                serde_json::from_slice::<Option<Vec<String>>>(&body)
-                    .map_err(|_| invalid())?
-                    .unwrap_or_default();
+            opts.lookupd_tcp_addresses = serde_json::from_slice::<Option<Vec<String>>>(&body)
+                .map_err(|_| invalid())?
+                .unwrap_or_default();
         }
         "log_level" => {
             let text = std::str::from_utf8(&body).map_err(|_| invalid())?;
@@ -48,5 +47,5 @@ pub(super) async fn put(nsqd: Arc<Nsqd>, opt: &str, body: Body) -> ApiResult {
     if let Some(l) = level {
         logging::set_level(l);
     }
-    get(&nsqd, opt).await
+    get(&nsqd, opt)
 }

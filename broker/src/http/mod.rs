@@ -7,12 +7,12 @@
 //! a path that differs from a route only by a trailing slash or letter case is
 //! redirected. Handlers live by concern:
 //!
-//! - [`node`]: `/ping`, `/info`, `/stats` (shapes in [`crate::stats`]);
-//! - [`publish`]: `/pub`, `/mpub`;
-//! - [`admin`]: `/topic/*`, `/channel/*`;
-//! - [`config`]: `/config/:opt`;
-//! - [`params`] parses query strings as Go does, [`response`] writes nsqd's
-//!   response shapes.
+//! - `/ping`, `/info`, `/stats` in [`node`] (shapes in [`crate::stats`]);
+//! - `/pub`, `/mpub` in [`publish`];
+//! - `/topic/*`, `/channel/*` in [`admin`];
+//! - `/config/:opt` in [`config`];
+//! - query strings parsed as Go does in [`params`], nsqd's response shapes in
+//!   [`response`].
 
 mod admin;
 mod config;
@@ -56,9 +56,8 @@ pub async fn serve(nsqd: Arc<Nsqd>, listener: TcpListener) {
         .unwrap_or_default();
     let app = router(Arc::clone(&nsqd)).into_make_service_with_connect_info::<SocketAddr>();
     let mut stop = nsqd.shutdown_signal();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = stop.wait_for(|&exiting| exiting).await;
-    });
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(async move { exiting(&mut stop).await });
     let mut server = std::pin::pin!(server.into_future());
     let mut stop = nsqd.shutdown_signal();
     tokio::select! {
@@ -67,13 +66,17 @@ pub async fn serve(nsqd: Arc<Nsqd>, listener: TcpListener) {
                 tracing::error!("HTTP: serve() - {e}");
             }
         }
-        _ = stop.wait_for(|&exiting| exiting) => {
+        () = exiting(&mut stop) => {
             if tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.is_err() {
                 tracing::warn!("HTTP: requests still running after {SHUTDOWN_GRACE:?}; closing");
             }
         }
     }
     tracing::info!("HTTP: closing {addr}");
+}
+
+async fn exiting(signal: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = signal.wait_for(|&exiting| exiting).await;
 }
 
 /// The API as an axum router (also what tests drive).
@@ -121,11 +124,31 @@ const ROUTES: &[Route] = &[
     route("POST", "/topic/empty", Endpoint::Topic(TopicOp::Empty)),
     route("POST", "/topic/pause", Endpoint::Topic(TopicOp::Pause)),
     route("POST", "/topic/unpause", Endpoint::Topic(TopicOp::Unpause)),
-    route("POST", "/channel/create", Endpoint::Channel(ChannelOp::Create)),
-    route("POST", "/channel/delete", Endpoint::Channel(ChannelOp::Delete)),
-    route("POST", "/channel/empty", Endpoint::Channel(ChannelOp::Empty)),
-    route("POST", "/channel/pause", Endpoint::Channel(ChannelOp::Pause)),
-    route("POST", "/channel/unpause", Endpoint::Channel(ChannelOp::Unpause)),
+    route(
+        "POST",
+        "/channel/create",
+        Endpoint::Channel(ChannelOp::Create),
+    ),
+    route(
+        "POST",
+        "/channel/delete",
+        Endpoint::Channel(ChannelOp::Delete),
+    ),
+    route(
+        "POST",
+        "/channel/empty",
+        Endpoint::Channel(ChannelOp::Empty),
+    ),
+    route(
+        "POST",
+        "/channel/pause",
+        Endpoint::Channel(ChannelOp::Pause),
+    ),
+    route(
+        "POST",
+        "/channel/unpause",
+        Endpoint::Channel(ChannelOp::Unpause),
+    ),
     route("GET", "/config/:opt", Endpoint::Config),
     route("PUT", "/config/:opt", Endpoint::Config),
 ];
@@ -223,18 +246,18 @@ async fn handle(nsqd: Arc<Nsqd>, req: Request) -> Response {
 }
 
 async fn call(endpoint: Endpoint, nsqd: Arc<Nsqd>, req: Request, path: &str) -> Response {
-    let params = || Params::from_query(req.uri().query());
+    let params = Params::from_query(req.uri().query());
     match endpoint {
         Endpoint::Ping => plain_text(node::ping(&nsqd)),
         Endpoint::Info => v1(node::info(&nsqd)),
         Endpoint::Pub => v1(publish::publish(nsqd, req).await),
         Endpoint::Mpub => v1(publish::multi_publish(nsqd, req).await),
-        Endpoint::Stats => v1(params().and_then(|p| node::stats(&nsqd, &p))),
-        Endpoint::Topic(op) => v1(match params() {
+        Endpoint::Stats => v1(params.and_then(|p| node::stats(&nsqd, &p))),
+        Endpoint::Topic(op) => v1(match params {
             Ok(p) => admin::topic(nsqd, op, p).await,
             Err(e) => Err(e),
         }),
-        Endpoint::Channel(op) => v1(match params() {
+        Endpoint::Channel(op) => v1(match params {
             Ok(p) => admin::channel(nsqd, op, p).await,
             Err(e) => Err(e),
         }),
@@ -243,7 +266,7 @@ async fn call(endpoint: Endpoint, nsqd: Arc<Nsqd>, req: Request, path: &str) -> 
             v1(if req.method() == Method::PUT {
                 config::put(Arc::clone(&nsqd), opt, req.into_body()).await
             } else {
-                config::get(&nsqd, opt).await
+                config::get(&nsqd, opt)
             })
         }
     }
@@ -318,7 +341,12 @@ fn redirect(method: &Method, path: &str, query: Option<&str>) -> Option<Response
 }
 
 /// Go's `http.Redirect`: a `Location`, and for GET a tiny HTML body.
-fn redirect_response(status: StatusCode, method: &str, path: &str, query: Option<&str>) -> Response {
+fn redirect_response(
+    status: StatusCode,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Response {
     let mut url = percent_encode_path(path);
     if let Some(q) = query.filter(|q| !q.is_empty()) {
         url.push('?');
@@ -432,7 +460,10 @@ fn tls_required(https_address: &str) -> Response {
     )));
     *resp.status_mut() = StatusCode::FORBIDDEN;
     let h = resp.headers_mut();
-    h.insert(X_NSQ_CONTENT_TYPE, HeaderValue::from_static("nsq; version=1.0"));
+    h.insert(
+        X_NSQ_CONTENT_TYPE,
+        HeaderValue::from_static("nsq; version=1.0"),
+    );
     h.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/json; charset=utf-8"),

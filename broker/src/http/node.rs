@@ -55,7 +55,11 @@ pub(super) fn info(nsqd: &Nsqd) -> ApiResult {
         version: NSQ_VERSION,
         broadcast_address: &opts.broadcast_address,
         hostname,
-        http_port: port(opts.broadcast_http_port, &nsqd.http_addr, &opts.http_address),
+        http_port: port(
+            opts.broadcast_http_port,
+            &nsqd.http_addr,
+            &opts.http_address,
+        ),
         tcp_port: port(opts.broadcast_tcp_port, &nsqd.tcp_addr, &opts.tcp_address),
         start_time: nsqd.start_time,
         max_heartbeat_interval: nanos(opts.max_heartbeat_interval),

@@ -86,7 +86,11 @@ pub(super) async fn multi_publish(nsqd: Arc<Nsqd>, req: Request) -> ApiResult {
 
 /// Newline-separated messages; empty lines are skipped, as in nsqd. `read_max` is
 /// the body limit plus one: reaching it means the body was too big.
-pub fn split_text_mpub(body: &Bytes, read_max: i64, max_msg_size: i64) -> Result<Vec<Bytes>, ApiError> {
+pub fn split_text_mpub(
+    body: &Bytes,
+    read_max: i64,
+    max_msg_size: i64,
+) -> Result<Vec<Bytes>, ApiError> {
     let mut out = Vec::new();
     let mut total: i64 = 0;
     let mut start = 0;
@@ -119,7 +123,11 @@ fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
 
 /// nsqd's binary MPUB body: `[count]` then `[size][bytes]` per message, big-endian
 /// 32-bit lengths. Errors are nsqd's codes without `E_`, all with status 413.
-pub fn split_binary_mpub(body: &Bytes, max_msg_size: i64, max_body_size: i64) -> Result<Vec<Bytes>, ApiError> {
+pub fn split_binary_mpub(
+    body: &Bytes,
+    max_msg_size: i64,
+    max_body_size: i64,
+) -> Result<Vec<Bytes>, ApiError> {
     let bad_body = || ApiError::new(413, "BAD_BODY");
     let bad_message = || ApiError::new(413, "BAD_MESSAGE");
     let count = read_i32(body, 0).ok_or_else(bad_body)?;
@@ -153,7 +161,13 @@ fn read_i32(b: &[u8], at: usize) -> Option<i32> {
 
 /// The declared `Content-Length` (Go's `req.ContentLength`, absent when chunked).
 pub(super) fn content_length(headers: &HeaderMap) -> Option<i64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Reads at most `limit` bytes of the body (like Go's `io.LimitReader`). A body
@@ -215,11 +229,20 @@ mod tests {
     fn text_mpub_skips_empty_lines_and_checks_sizes_in_order() {
         let b = Bytes::from_static(b"a\n\nbb\nccc\n");
         assert_eq!(msgs(split_text_mpub(&b, 100, 10)), ["a", "bb", "ccc"]);
-        assert_eq!(msgs(split_text_mpub(&Bytes::from_static(b"x"), 100, 10)), ["x"]);
+        assert_eq!(
+            msgs(split_text_mpub(&Bytes::from_static(b"x"), 100, 10)),
+            ["x"]
+        );
         assert!(split_text_mpub(&Bytes::new(), 100, 10).unwrap().is_empty());
-        assert_eq!(err(split_text_mpub(&b, 100, 2)), (413, "MSG_TOO_BIG".into()));
+        assert_eq!(
+            err(split_text_mpub(&b, 100, 2)),
+            (413, "MSG_TOO_BIG".into())
+        );
         // The body reached the read limit: too big, unless an earlier line failed first.
-        assert_eq!(err(split_text_mpub(&b, 10, 10)), (413, "BODY_TOO_BIG".into()));
+        assert_eq!(
+            err(split_text_mpub(&b, 10, 10)),
+            (413, "BODY_TOO_BIG".into())
+        );
         assert_eq!(err(split_text_mpub(&b, 10, 1)), (413, "MSG_TOO_BIG".into()));
     }
 
@@ -244,7 +267,10 @@ mod tests {
             );
         }
         let big = Bytes::from_static(b"\0\0\0\x01\0\0\0\x0bhello world");
-        assert_eq!(err(split_binary_mpub(&big, 10, 100)), (413, "BAD_MESSAGE".into()));
+        assert_eq!(
+            err(split_binary_mpub(&big, 10, 100)),
+            (413, "BAD_MESSAGE".into())
+        );
     }
 
     #[test]
@@ -254,7 +280,15 @@ mod tests {
         assert_eq!(parse_defer("+5", max), Ok(5));
         assert_eq!(parse_defer("0", max), Ok(0));
         assert_eq!(parse_defer("3600000", max), Ok(3_600_000));
-        for bad in ["3600001", "-1", "", "1.5", "abc", " 1", "99999999999999999999"] {
+        for bad in [
+            "3600001",
+            "-1",
+            "",
+            "1.5",
+            "abc",
+            " 1",
+            "99999999999999999999",
+        ] {
             assert_eq!(
                 parse_defer(bad, max),
                 Err(ApiError::bad_request("INVALID_DEFER")),

@@ -228,7 +228,9 @@ impl Conn {
                 format!("FIN {} failed {e}", String::from_utf8_lossy(id)),
             ))
         });
-        self.client.in_flight.fetch_sub(done as i64, Ordering::AcqRel);
+        self.client
+            .in_flight
+            .fetch_sub(done as i64, Ordering::AcqRel);
         self.client
             .finish_count
             .fetch_add(done as u64, Ordering::Relaxed);
