@@ -38,7 +38,10 @@ impl Backend {
             (cfg.max_msg_size + MESSAGE_HEADER_LENGTH as i64).min(i32::MAX as i64) as i32,
             cfg.sync_every,
         ) {
-            Ok(dq) => Backend::Disk(Box::new(dq)),
+            Ok(mut dq) => {
+                dq.set_background_sync(true);
+                Backend::Disk(Box::new(dq))
+            }
             Err(e) => {
                 // Refusing to run is worse than losing overflow durability for one queue.
                 tracing::error!(
@@ -64,6 +67,16 @@ impl Backend {
                 }
             }
             Backend::Discard => false,
+        }
+    }
+
+    /// Hands buffered writes to the OS; owners call it once per batch so an
+    /// acknowledged message survives the process dying.
+    pub fn flush(&mut self) {
+        if let Backend::Disk(dq) = self {
+            if let Err(e) = dq.flush() {
+                tracing::error!("failed to write messages to backend - {e}");
+            }
         }
     }
 

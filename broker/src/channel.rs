@@ -156,6 +156,7 @@ impl Channel {
                 self.enqueue(&mut st, m.clone());
             }
         }
+        st.backend.flush();
         drop(st);
         self.message_count.fetch_add(n, Ordering::Relaxed);
         self.ready.notify_waiters();
@@ -240,6 +241,7 @@ impl Channel {
             );
             sent += 1;
         }
+        crate::topic::release_if_empty(&mut st.memory);
         drop(st);
         if sent > 0 {
             self.lower_deadline(deadline);
@@ -325,6 +327,7 @@ impl Channel {
         self.requeue_count.fetch_add(1, Ordering::Relaxed);
         if delay.is_zero() {
             self.enqueue(&mut st, f.msg);
+            st.backend.flush();
             drop(st);
             self.ready.notify_waiters();
         } else {
@@ -418,6 +421,9 @@ impl Channel {
             .min()
             .unwrap_or(i64::MAX);
         self.next_deadline.store(next, Ordering::Release);
+        if released > 0 {
+            st.backend.flush();
+        }
         let total_timeouts: i64 = timed_out.values().sum();
         for (client_id, n) in timed_out {
             if let Some(c) = st.clients.get(&client_id) {

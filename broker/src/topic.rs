@@ -113,6 +113,7 @@ impl Topic {
             for m in batch.drain(..) {
                 self.enqueue(&mut st, m);
             }
+            st.backend.flush();
             self.maybe_start_drain(&mut st);
         }
         st.batch = batch;
@@ -171,6 +172,7 @@ impl Topic {
             }
         }
         let more = batch.len() == DRAIN_BATCH;
+        release_if_empty(&mut st.memory);
         for ch in st.channels.values() {
             ch.put_batch(batch.iter());
         }
@@ -319,5 +321,12 @@ impl Topic {
         }
         let backend = std::mem::replace(&mut st.backend, Backend::Discard);
         backend.delete();
+    }
+}
+
+/// A drained queue gives its (possibly very large) buffer back.
+pub(crate) fn release_if_empty(q: &mut VecDeque<Message>) {
+    if q.is_empty() && q.capacity() > 4096 {
+        *q = VecDeque::new();
     }
 }

@@ -32,11 +32,13 @@
 //! - **Sync** (flush, fsync, metadata) every `sync_every` puts + reads, at file
 //!   changes, on [`DiskQueue::sync`] (the owner's ticker), `close` and drop.
 //!
-//! The API is synchronous and has no threads: one owner (the broker, behind its
-//! own lock) calls it.
+//! The API is synchronous: one owner (the broker, behind its own lock) calls it.
+//! With [`DiskQueue::set_background_sync`], count-based syncs run on one shared
+//! fsync thread (`bg_sync`) instead of blocking the owner.
 //!
 //! [go-diskqueue]: https://github.com/nsqio/go-diskqueue
 
+mod bg_sync;
 pub mod files;
 pub mod metadata;
 pub mod queue;

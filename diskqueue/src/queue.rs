@@ -8,6 +8,7 @@
 //! what Go does "on the next loop iteration" (a sync after a file change, the
 //! `syncEvery` count) happens before the method returns.
 
+use crate::bg_sync::{self, Pending};
 use crate::files::{self, Paths};
 use crate::metadata::{self, Metadata};
 use crate::read_cache::{ReadCache, WriterTail, READ_BUFFER_SIZE};
@@ -16,6 +17,7 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::sync::Arc;
 use tracing::{debug, error, info, warn};
 
 /// Bytes of records collected in memory before a `write(2)`.
@@ -96,6 +98,9 @@ pub struct DiskQueue {
     need_sync: bool,
     /// `close`/`delete` ran: `Drop` has nothing left to do.
     closed: bool,
+    /// Count-based syncs run on the shared fsync thread.
+    background_sync: bool,
+    bg: Arc<Pending>,
 }
 
 impl fmt::Debug for DiskQueue {
@@ -156,6 +161,8 @@ impl DiskQueue {
             unsynced_writes: false,
             need_sync: false,
             closed: false,
+            background_sync: false,
+            bg: Arc::new(Pending::default()),
         };
         if let Err(e) = dq.restore() {
             // Never let Drop persist a half-restored state over the metadata.
@@ -246,9 +253,29 @@ impl DiskQueue {
         self.depth
     }
 
+    /// Hands count-based syncs to a background thread (see `bg_sync`): puts no
+    /// longer wait for the disk, and at most one sync per queue is under way,
+    /// so up to one extra `sync_every` batch may be unsynced at a time.
+    pub fn set_background_sync(&mut self, on: bool) {
+        self.background_sync = on;
+    }
+
+    /// Writes buffered records to the OS (no fsync): once this returns they
+    /// survive the process dying, as go-diskqueue's per-record writes do.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if let Some((_, w)) = self.writer.as_mut() {
+            if let Err(e) = w.flush() {
+                self.abandon_writer(&e);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// Flushes the write buffer, fsyncs the write file and persists metadata.
     /// The owner calls this on its `sync_timeout` ticker when [`needs_sync`](Self::needs_sync).
     pub fn sync(&mut self) -> io::Result<()> {
+        self.bg.wait_idle();
         // After reads alone only the metadata changed: skip the data fsync.
         if let (true, Some((_, w))) = (self.unsynced_writes, self.writer.as_mut()) {
             let res = w.flush().and_then(|()| w.get_ref().sync_all());
@@ -281,6 +308,7 @@ impl DiskQueue {
     pub fn delete(mut self) -> io::Result<()> {
         info!("DISKQUEUE({}): deleting", self.paths.name());
         self.closed = true;
+        self.bg.wait_idle();
         let mut res = self.skip_to_next_rw_file();
         // Files outside the read..write range only exist after corruption or
         // recovery; they belong to this queue all the same.
@@ -314,6 +342,7 @@ impl DiskQueue {
     /// next sync.
     pub fn empty(&mut self) -> io::Result<()> {
         info!("DISKQUEUE({}): emptying", self.paths.name());
+        self.bg.wait_idle();
         let res = self.skip_to_next_rw_file();
         self.ops_since_sync = 0;
         self.need_sync = false;
@@ -340,9 +369,52 @@ impl DiskQueue {
     fn sync_if_due(&mut self) {
         // `sync_every <= 0` syncs after every operation, as go-diskqueue's
         // `count == syncEvery` check effectively does for 0.
-        if self.need_sync || (self.ops_since_sync > 0 && self.ops_since_sync >= self.sync_every) {
+        let count_due = self.ops_since_sync > 0 && self.ops_since_sync >= self.sync_every;
+        if !self.need_sync && count_due && self.background_sync {
+            self.sync_in_background();
+        } else if self.need_sync || count_due {
             if let Err(e) = self.sync() {
                 error!("DISKQUEUE({}) failed to sync - {e}", self.paths.name());
+            }
+        }
+    }
+
+    /// A count-based sync on the fsync thread. While the previous one is still
+    /// running this does nothing: the count stays due and the next operation
+    /// tries again.
+    fn sync_in_background(&mut self) {
+        if self.bg.is_busy() {
+            return;
+        }
+        let mut file = None;
+        if self.unsynced_writes {
+            if let Some((_, w)) = self.writer.as_mut() {
+                let dup = w.flush().and_then(|()| w.get_ref().try_clone());
+                match dup {
+                    Ok(f) => file = Some(f),
+                    Err(e) => {
+                        self.abandon_writer(&e);
+                        return;
+                    }
+                }
+            }
+        }
+        let job = bg_sync::Job {
+            name: self.paths.name().to_owned(),
+            file,
+            meta: self.metadata(),
+            meta_path: self.paths.meta_file(),
+            pending: Arc::clone(&self.bg),
+        };
+        match bg_sync::submit(job) {
+            Ok(()) => {
+                self.unsynced_writes = false;
+                self.ops_since_sync = 0;
+            }
+            Err(_) => {
+                if let Err(e) = self.sync() {
+                    error!("DISKQUEUE({}) failed to sync - {e}", self.paths.name());
+                }
             }
         }
     }
