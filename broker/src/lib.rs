@@ -19,6 +19,8 @@
 //! - [`backend`]: the diskqueue (go-diskqueue's format, from `nsq-diskqueue`) or
 //!   nothing for ephemeral queues.
 //! - [`metadata`]: the `nsqd.dat` file.
+//! - [`lookup`], [`lookup_peer`]: registration with each nsqlookupd (protocol V1)
+//!   and the channel pre-creation query for new topics.
 //! - [`queue_scan`]: in-flight/deferred deadlines and periodic fsync.
 //! - [`clock`]: monotonic instants as integers.
 
@@ -28,6 +30,8 @@ pub mod client;
 pub mod clock;
 pub mod guid;
 pub mod http;
+pub mod lookup;
+pub mod lookup_peer;
 pub mod message;
 pub mod metadata;
 pub mod nsqd;

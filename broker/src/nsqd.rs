@@ -4,11 +4,12 @@
 use crate::backend::QueueConfig;
 use crate::channel::Channel;
 use crate::client::ClientShared;
+use crate::lookup_peer::LookupdInfo;
 use crate::metadata::{self, ChannelMeta, Metadata, TopicMeta};
 use crate::options::Options;
 use crate::topic::Topic;
 use parking_lot::{Mutex, RwLock};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,6 +31,12 @@ pub struct Nsqd {
     health: Mutex<Option<String>>,
     pub tcp_addr: OnceLock<SocketAddr>,
     pub http_addr: OnceLock<SocketAddr>,
+    /// Bumped whenever a topic or channel comes or goes (the lookup loop diffs).
+    registry: watch::Sender<u64>,
+    /// Bumped by `swap_opts`.
+    opts_version: watch::Sender<u64>,
+    /// What each connected lookupd said in reply to IDENTIFY, by TCP address.
+    lookupd_info: Mutex<BTreeMap<String, LookupdInfo>>,
     _dir_lock: std::fs::File,
 }
 
@@ -66,6 +73,9 @@ impl Nsqd {
             health: Mutex::new(None),
             tcp_addr: OnceLock::new(),
             http_addr: OnceLock::new(),
+            registry: watch::channel(0).0,
+            opts_version: watch::channel(0).0,
+            lookupd_info: Mutex::new(BTreeMap::new()),
             _dir_lock: dir_lock,
         });
         nsqd.load_metadata()?;
@@ -79,6 +89,36 @@ impl Nsqd {
 
     pub fn swap_opts(&self, opts: Options) {
         *self.opts.write() = Arc::new(opts);
+        self.opts_version.send_modify(|v| *v += 1);
+    }
+
+    pub fn opts_changed(&self) -> watch::Receiver<u64> {
+        self.opts_version.subscribe()
+    }
+
+    pub fn registry_changes(&self) -> watch::Receiver<u64> {
+        self.registry.subscribe()
+    }
+
+    fn registry_changed(&self) {
+        self.registry.send_modify(|v| *v += 1);
+    }
+
+    pub fn set_lookupd_info(&self, tcp_addr: &str, info: Option<LookupdInfo>) {
+        let mut map = self.lookupd_info.lock();
+        match info {
+            Some(i) => map.insert(tcp_addr.to_owned(), i),
+            None => map.remove(tcp_addr),
+        };
+    }
+
+    /// HTTP addresses of the lookupds currently connected.
+    pub fn lookupd_http_addrs(&self) -> Vec<String> {
+        self.lookupd_info
+            .lock()
+            .values()
+            .map(LookupdInfo::http_address)
+            .collect()
     }
 
     fn load_metadata(self: &Arc<Self>) -> Result<(), String> {
@@ -158,7 +198,63 @@ impl Nsqd {
         if !created.ephemeral {
             self.persist_metadata();
         }
+        self.registry_changed();
+        self.start_topic(&created);
         created
+    }
+
+    /// Starts delivery once the channels other brokers' consumers registered
+    /// in lookupd exist here too, so none of them misses a message (nsqd does
+    /// the same blocking query before starting a new topic's pump).
+    fn start_topic(self: &Arc<Self>, topic: &Arc<Topic>) {
+        let addrs = self.lookupd_http_addrs();
+        let runtime = tokio::runtime::Handle::try_current();
+        let (Ok(runtime), false, false) = (
+            runtime,
+            addrs.is_empty(),
+            self.loading.load(Ordering::Acquire),
+        ) else {
+            if addrs.is_empty() && !self.opts().lookupd_tcp_addresses.is_empty() {
+                tracing::error!(
+                    "no available nsqlookupd to query for channels to pre-create for topic {}",
+                    topic.name
+                );
+            }
+            topic.start();
+            return;
+        };
+        let nsqd = Arc::clone(self);
+        let topic = Arc::clone(topic);
+        runtime.spawn(async move {
+            let opts = nsqd.opts();
+            let mut names = std::collections::BTreeSet::new();
+            for addr in addrs {
+                match crate::lookup_peer::topic_channels(
+                    &addr,
+                    &topic.name,
+                    opts.http_client_connect_timeout,
+                    opts.http_client_request_timeout,
+                )
+                .await
+                {
+                    Ok(list) => names.extend(list),
+                    Err(e) => tracing::warn!(
+                        "failed to query nsqlookupd for channels to pre-create for topic {} - {e}",
+                        topic.name
+                    ),
+                }
+            }
+            for name in names {
+                // An ephemeral channel exists only while its consumer does.
+                if nsq_common::names::is_ephemeral(&name)
+                    || !nsq_common::names::is_valid_channel_name(&name)
+                {
+                    continue;
+                }
+                nsqd.get_channel(&topic, &name);
+            }
+            topic.start();
+        });
     }
 
     pub fn existing_topic(&self, name: &str) -> Option<Arc<Topic>> {
@@ -180,6 +276,7 @@ impl Nsqd {
             if !ch.ephemeral {
                 self.persist_metadata();
             }
+            self.registry_changed();
         }
         ch
     }
@@ -191,6 +288,7 @@ impl Nsqd {
         tracing::info!("TOPIC({name}): deleting");
         topic.delete();
         self.persist_metadata();
+        self.registry_changed();
         true
     }
 
@@ -201,6 +299,7 @@ impl Nsqd {
         tracing::info!("CHANNEL({}:{name}): deleting", topic.name);
         if !self.delete_unused_ephemeral_topic(topic) {
             self.persist_metadata();
+            self.registry_changed();
         }
         true
     }

@@ -27,6 +27,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
     let tcp_task = tokio::spawn(crate::tcp::serve(Arc::clone(&nsqd), tcp));
     let http_task = tokio::spawn(crate::http::serve(Arc::clone(&nsqd), http));
     let scan_task = tokio::spawn(crate::queue_scan::deadlines(Arc::clone(&nsqd)));
+    let lookup_task = tokio::spawn(crate::lookup::run(Arc::clone(&nsqd)));
     let syncer = crate::queue_scan::spawn_syncer(Arc::clone(&nsqd));
 
     wait_for_signal().await;
@@ -35,6 +36,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
     let _ = tcp_task.await;
     let _ = http_task.await;
     let _ = scan_task.await;
+    let _ = lookup_task.await;
     let closer = Arc::clone(&nsqd);
     tokio::task::spawn_blocking(move || closer.close())
         .await

@@ -34,6 +34,8 @@ pub struct Topic {
     cfg: Arc<QueueConfig>,
     state: Mutex<State>,
     paused: AtomicBool,
+    /// Set once lookupd's channels for a new topic exist; until then messages wait.
+    started: AtomicBool,
     message_count: AtomicU64,
     message_bytes: AtomicU64,
 }
@@ -74,6 +76,7 @@ impl Topic {
             }),
             cfg,
             paused: AtomicBool::new(false),
+            started: AtomicBool::new(false),
             message_count: AtomicU64::new(0),
             message_bytes: AtomicU64::new(0),
         })
@@ -99,7 +102,8 @@ impl Topic {
             batch.push(m);
         }
         let n = batch.len() as u64;
-        let direct = !self.paused.load(Ordering::Acquire)
+        let direct = self.started.load(Ordering::Acquire)
+            && !self.paused.load(Ordering::Acquire)
             && !st.channels.is_empty()
             && !st.draining
             && st.memory.is_empty()
@@ -138,6 +142,7 @@ impl Topic {
     fn maybe_start_drain(self: &Arc<Self>, st: &mut State) {
         if st.draining
             || st.closed
+            || !self.started.load(Ordering::Acquire)
             || st.channels.is_empty()
             || self.paused.load(Ordering::Acquire)
             || (st.memory.is_empty() && st.backend.depth() == 0)
@@ -231,6 +236,13 @@ impl Topic {
 
     pub fn channel_count(&self) -> usize {
         self.state.lock().channels.len()
+    }
+
+    /// Lets messages flow to the channels (see `Nsqd::get_topic`).
+    pub fn start(self: &Arc<Self>) {
+        self.started.store(true, Ordering::Release);
+        let mut st = self.state.lock();
+        self.maybe_start_drain(&mut st);
     }
 
     pub fn pause(&self) {
