@@ -62,7 +62,7 @@ pub enum Command {
 pub fn parse(buf: &mut BytesMut, ctx: &ParseContext) -> Result<Option<Command>, ClientError> {
     let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
         if buf.len() > MAX_LINE_LENGTH {
-            return Err(ClientError::invalid("command line too long"));
+            return Err(ClientError::silent_close());
         }
         return Ok(None);
     };
@@ -270,7 +270,7 @@ fn in_flight_params(
     }
     params[1]
         .try_into()
-        .map_err(|_| ClientError::invalid("Invalid Message ID"))
+        .map_err(|_| ClientError::invalid("invalid message ID"))
 }
 
 /// The 4-byte length after the line, if it has arrived.
@@ -581,7 +581,7 @@ mod tests {
             (
                 b"FIN abc\n",
                 STATE_SUBSCRIBED,
-                "E_INVALID Invalid Message ID",
+                "E_INVALID invalid message ID",
             ),
             (
                 b"REQ 0123456789abcdef\n",
@@ -642,6 +642,6 @@ mod tests {
             }))
         );
         let long = vec![b'A'; MAX_LINE_LENGTH + 1];
-        assert!(parse_all(&long, STATE_INIT).is_err());
+        assert!(parse_all(&long, STATE_INIT).unwrap_err().is_silent());
     }
 }

@@ -30,6 +30,16 @@ impl ClientError {
     pub fn invalid(desc: impl Into<String>) -> Self {
         Self::fatal("E_INVALID", desc)
     }
+
+    /// A read failure in nsqd's terms (e.g. a line longer than its buffer): the
+    /// connection closes without an error frame.
+    pub fn silent_close() -> Self {
+        Self::fatal("", "")
+    }
+
+    pub fn is_silent(&self) -> bool {
+        self.code.is_empty()
+    }
 }
 
 impl fmt::Display for ClientError {

@@ -123,9 +123,15 @@ struct Negotiated<'a> {
     topology_region: &'a str,
 }
 
+/// Go's decoder leaves a field alone when the JSON says `null`; some clients
+/// (tokio-nsq) send nulls, so they are dropped before decoding.
 pub fn parse(body: &[u8]) -> Result<IdentifyData, ClientError> {
-    serde_json::from_slice(body)
-        .map_err(|_| ClientError::fatal("E_BAD_BODY", "IDENTIFY failed to decode JSON body"))
+    let bad = || ClientError::fatal("E_BAD_BODY", "IDENTIFY failed to decode JSON body");
+    let mut v: serde_json::Value = serde_json::from_slice(body).map_err(|_| bad())?;
+    if let Some(obj) = v.as_object_mut() {
+        obj.retain(|_, v| !v.is_null());
+    }
+    serde_json::from_value(v).map_err(|_| bad())
 }
 
 /// The feature-negotiation JSON. TLS, compression and auth are not built yet,
@@ -138,7 +144,8 @@ pub fn response(opts: &Options, s: &ClientSettings) -> Vec<u8> {
         msg_timeout: s.msg_timeout.as_millis() as i64,
         tls_v1: false,
         deflate: false,
-        deflate_level: 0,
+        // nsqd reports its default level, capped, even with deflate off.
+        deflate_level: 6.min(opts.max_deflate_level),
         max_deflate_level: opts.max_deflate_level,
         snappy: false,
         sample_rate: s.sample_rate,
@@ -149,4 +156,26 @@ pub fn response(opts: &Options, s: &ClientSettings) -> Vec<u8> {
         topology_region: &opts.topology_region,
     };
     serde_json::to_vec(&r).expect("plain struct serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nulls_are_absent_and_wrong_types_refused() {
+        let d =
+            parse(br#"{"client_id":null,"sample_rate":null,"heartbeat_interval":5000}"#).unwrap();
+        assert_eq!(
+            (d.client_id.as_str(), d.sample_rate, d.heartbeat_interval),
+            ("", 0, 5000)
+        );
+        assert_eq!(
+            parse(br#"{"heartbeat_interval":"x"}"#)
+                .unwrap_err()
+                .to_string(),
+            "E_BAD_BODY IDENTIFY failed to decode JSON body"
+        );
+        assert!(parse(b"[1]").is_err());
+    }
 }

@@ -121,7 +121,10 @@ impl Conn {
                         }
                     },
                     Err(e) => {
-                        self.send_error(&e).await?;
+                        // nsqd closes on an over-long line without a word.
+                        if !e.is_silent() {
+                            self.send_error(&e).await?;
+                        }
                         return Ok(());
                     }
                 }
@@ -158,7 +161,9 @@ impl Conn {
                 if !self.is_ready() && !self.output.is_empty() {
                     self.flush().await?;
                 }
-                wait_ready = self.is_ready();
+                // Paused channels wake their consumers on unpause through the
+                // same signal, so wait on it whenever RDY leaves room.
+                wait_ready = self.has_room();
             }
 
             let read_deadline = if self.settings.heartbeat_interval.is_zero() {
@@ -244,10 +249,13 @@ impl Conn {
         Ok(false)
     }
 
-    fn is_ready(&self) -> bool {
+    fn has_room(&self) -> bool {
         let rdy = self.client.ready_count.load(Ordering::Acquire);
-        let in_flight = self.client.in_flight.load(Ordering::Acquire);
-        rdy > 0 && in_flight < rdy && self.sub.as_ref().is_some_and(|(_, c)| !c.is_paused())
+        rdy > 0 && self.client.in_flight.load(Ordering::Acquire) < rdy
+    }
+
+    fn is_ready(&self) -> bool {
+        self.has_room() && self.sub.as_ref().is_some_and(|(_, c)| !c.is_paused())
     }
 
     /// Moves a batch of messages into the output buffer.
@@ -296,7 +304,7 @@ impl Conn {
         match cmd {
             Command::Nop => Ok(None),
             Command::Identify(body) => self.identify(&body),
-            Command::Auth(_) => Err(ClientError::fatal("E_AUTH_DISABLED", "AUTH Disabled")),
+            Command::Auth(_) => Err(ClientError::fatal("E_AUTH_DISABLED", "AUTH disabled")),
             Command::Pub { topic, body } => {
                 self.publish(&topic, std::iter::once(body), 1, 0, "E_PUB_FAILED", "PUB")?;
                 Ok(Some(Bytes::from_static(OK)))
