@@ -644,4 +644,54 @@ mod tests {
         let long = vec![b'A'; MAX_LINE_LENGTH + 1];
         assert!(parse_all(&long, STATE_INIT).unwrap_err().is_silent());
     }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_and_never_consume_on_error() {
+        // A small deterministic fuzz: command-shaped prefixes followed by junk.
+        let prefixes: &[&[u8]] = &[
+            b"",
+            b"PUB t\n",
+            b"MPUB t\n",
+            b"DPUB t 10\n",
+            b"IDENTIFY\n",
+            b"AUTH\n",
+            b"SUB t c\n",
+            b"RDY ",
+            b"FIN ",
+            b"REQ ",
+            b"TOUCH ",
+            b"CLS\n",
+            b"NOP\n",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..20_000 {
+            let mut input = prefixes[round % prefixes.len()].to_vec();
+            let len = (next() % 64) as usize;
+            for _ in 0..len {
+                let r = next();
+                // Bias towards bytes that matter to the parser.
+                input.push(match r % 8 {
+                    0 => b'\n',
+                    1 => b' ',
+                    2 => 0,
+                    3 => 0xff,
+                    _ => (r >> 8) as u8,
+                });
+            }
+            for state in [STATE_INIT, STATE_SUBSCRIBED, STATE_CLOSING] {
+                let mut buf = BytesMut::from(&input[..]);
+                let before = buf.len();
+                match parse(&mut buf, &ctx(state)) {
+                    Ok(Some(_)) => assert!(buf.len() < before),
+                    Ok(None) | Err(_) => assert_eq!(buf.len(), before),
+                }
+            }
+        }
+    }
 }

@@ -286,7 +286,17 @@ impl Conn {
         if self.output.is_empty() {
             return Ok(());
         }
-        self.stream.write_all(&self.output).await?;
+        // Like nsqd's write deadline: a client that stops reading for a whole
+        // heartbeat interval is dropped rather than stalling this task forever.
+        let write = self.stream.write_all(&self.output);
+        let hb = self.settings.heartbeat_interval;
+        if hb.is_zero() {
+            write.await?;
+        } else {
+            tokio::time::timeout(hb, write).await.map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out")
+            })??;
+        }
         self.output.clear();
         Ok(())
     }
