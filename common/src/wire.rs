@@ -1,4 +1,5 @@
-//! NSQ wire framing: protocol magics, V2 frames and the message layout.
+//! NSQ wire framing: protocol magics, V2 frames, V1 (nsqlookupd) responses and
+//! the message layout.
 //! Pure functions over bytes, used by the broker, the bench tool and tests.
 
 use bytes::{BufMut, BytesMut};
@@ -96,6 +97,23 @@ pub fn split_frame(buf: &[u8]) -> Result<Option<SplitFrame<'_>>, FrameError> {
     Ok(Some((frame_type, &buf[8..4 + size], 4 + size)))
 }
 
+/// Appends an nsqlookupd (protocol V1) response: `[size][data]` where size is
+/// the data length. Unlike V2 frames there is no frame type; errors are plain
+/// text starting with `E_`.
+pub fn put_v1_response(buf: &mut BytesMut, data: &[u8]) {
+    buf.reserve(4 + data.len());
+    buf.put_u32(data.len() as u32);
+    buf.put_slice(data);
+}
+
+/// One V1 response split off the front of `buf`: (data, bytes consumed), or
+/// `None` when more bytes are needed.
+pub fn split_v1_response(buf: &[u8]) -> Option<(&[u8], usize)> {
+    let size = u32::from_be_bytes(buf.get(..4)?.try_into().ok()?) as usize;
+    let data = buf.get(4..4usize.checked_add(size)?)?;
+    Some((data, 4 + size))
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {
     #[error("invalid frame size {0}")]
@@ -118,6 +136,18 @@ mod tests {
             (m.timestamp, m.attempts, m.id, m.body),
             (42, 3, id, &b"hello"[..])
         );
+    }
+
+    #[test]
+    fn v1_responses_are_size_then_data_without_a_frame_type() {
+        let mut buf = BytesMut::new();
+        put_v1_response(&mut buf, b"OK");
+        put_v1_response(&mut buf, b"");
+        assert_eq!(&buf[..], b"\0\0\0\x02OK\0\0\0\0");
+        assert_eq!(split_v1_response(&buf), Some((&b"OK"[..], 6)));
+        assert_eq!(split_v1_response(&buf[6..]), Some((&b""[..], 4)));
+        assert_eq!(split_v1_response(&buf[..5]), None);
+        assert_eq!(split_v1_response(&buf[..3]), None);
     }
 
     #[test]

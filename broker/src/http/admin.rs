@@ -3,11 +3,10 @@
 //! differ: topic delete and pause, for instance, do not validate the name).
 //! The work itself (disk deletes, metadata writes) runs off the async threads.
 
-use super::params::Params;
-use super::response::{ApiError, ApiResult, Reply};
 use super::{blocking, topic_from_query};
 use crate::nsqd::Nsqd;
-use nsq_common::names::{is_valid_channel_name, is_valid_topic_name};
+use nsq_common::http::{ApiError, ApiResult, Params, Reply};
+use nsq_common::names::is_valid_topic_name;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +66,7 @@ pub(super) async fn topic(nsqd: Arc<Nsqd>, op: TopicOp, params: Params) -> ApiRe
 }
 
 pub(super) async fn channel(nsqd: Arc<Nsqd>, op: ChannelOp, params: Params) -> ApiResult {
-    let (topic_name, channel_name) = topic_channel_args(&params)?;
+    let (topic_name, channel_name) = params.topic_channel_args()?;
     let (topic_name, channel_name) = (topic_name.to_owned(), channel_name.to_owned());
     blocking(move || {
         let topic = nsqd
@@ -97,21 +96,4 @@ pub(super) async fn channel(nsqd: Arc<Nsqd>, op: ChannelOp, params: Params) -> A
         Ok(Reply::Empty)
     })
     .await
-}
-
-/// nsqd's `GetTopicChannelArgs`, with its `INVALID_ARG_*` codes.
-fn topic_channel_args(params: &Params) -> Result<(&str, &str), ApiError> {
-    let topic = params
-        .get("topic")
-        .ok_or(ApiError::bad_request("MISSING_ARG_TOPIC"))?;
-    if !is_valid_topic_name(topic) {
-        return Err(ApiError::bad_request("INVALID_ARG_TOPIC"));
-    }
-    let channel = params
-        .get("channel")
-        .ok_or(ApiError::bad_request("MISSING_ARG_CHANNEL"))?;
-    if !is_valid_channel_name(channel) {
-        return Err(ApiError::bad_request("INVALID_ARG_CHANNEL"));
-    }
-    Ok((topic, channel))
 }

@@ -3,10 +3,10 @@
 //! and answers with the new value.
 
 use super::publish::read_body;
-use super::response::{ApiError, ApiResult, Reply};
 use crate::nsqd::Nsqd;
 use axum::body::Body;
 use bytes::Bytes;
+use nsq_common::http::{ApiError, ApiResult, Reply};
 use nsq_common::logging::{self, LogLevel};
 use serde_json::Value;
 use std::sync::Arc;

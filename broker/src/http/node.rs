@@ -1,9 +1,8 @@
 //! What the node reports about itself: `/ping`, `/info` and `/stats`.
 
-use super::params::Params;
-use super::response::{ApiError, ApiResult, Reply};
 use crate::nsqd::Nsqd;
 use crate::stats::{self, StatsDoc, StatsFilter, TextContext};
+use nsq_common::http::{ApiError, ApiResult, Params, Reply};
 use nsq_common::version::{CRATE_VERSION, NSQ_VERSION};
 use serde::Serialize;
 use std::net::SocketAddr;

@@ -2,14 +2,14 @@
 //! request has is the error nsqd would report. Message bodies are slices of the
 //! request body, and an MPUB is validated completely before anything is put.
 
-use super::params::{parse_bool, Params};
-use super::response::{ApiError, ApiResult, Reply};
 use crate::nsqd::Nsqd;
 use axum::body::{Body, HttpBody};
 use axum::extract::Request;
 use axum::http::header::CONTENT_LENGTH;
 use axum::http::HeaderMap;
 use bytes::{Bytes, BytesMut};
+use nsq_common::http::params::parse_bool;
+use nsq_common::http::{ApiError, ApiResult, Params, Reply};
 use std::pin::Pin;
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! nsqd's response shapes (its `http_api` package): V1 responses carry
+//! NSQ's response shapes (its `http_api` package): V1 responses carry
 //! `X-NSQ-Content-Type: nsq; version=1.0`; errors are `{"message":"..."}`; text
 //! bodies are sent raw; JSON is encoded the way Go's `encoding/json` does.
 
@@ -19,9 +19,9 @@ const TEXT_UTF8: &str = "text/plain; charset=utf-8";
 /// A successful handler result.
 #[derive(Debug)]
 pub enum Reply {
-    /// An empty 200 (nsqd's `nil`).
+    /// An empty 200 (a Go handler's `nil`).
     Empty,
-    /// Raw text (nsqd's `string` and `[]byte` results).
+    /// Raw text (a Go handler's `string` and `[]byte` results).
     Text(Bytes),
     /// An encoded JSON document.
     Json(Vec<u8>),
@@ -37,7 +37,7 @@ impl Reply {
     }
 }
 
-/// nsqd's `http_api.Err`: a status and the message text.
+/// NSQ's `http_api.Err`: a status and the message text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -67,7 +67,7 @@ impl ApiError {
 
 pub type ApiResult = Result<Reply, ApiError>;
 
-/// nsqd's `V1` decorator: the result as a V1 response.
+/// NSQ's `V1` decorator: the result as a V1 response.
 pub fn v1(result: ApiResult) -> Response {
     let (status, reply) = match result {
         Ok(reply) => (StatusCode::OK, reply),
@@ -88,7 +88,7 @@ pub fn v1(result: ApiResult) -> Response {
     resp
 }
 
-/// nsqd's `PlainText` decorator (used by `/ping`): text either way, no V1 header.
+/// NSQ's `PlainText` decorator (used by `/ping`): text either way, no V1 header.
 pub fn plain_text(result: ApiResult) -> Response {
     match result {
         Ok(reply) => body_response(StatusCode::OK, reply),

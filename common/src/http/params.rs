@@ -1,14 +1,16 @@
-//! Query strings parsed the way nsqd parses them (Go's `url.ParseQuery`): `&`
-//! separates pairs, `;` is an error, `+` is a space, a bad `%` escape is an
-//! error, and the first value of a repeated key wins.
+//! Query strings parsed the way nsqd and nsqlookupd parse them (Go's
+//! `url.ParseQuery` behind `http_api.NewReqParams`): `&` separates pairs, `;` is
+//! an error, `+` is a space, a bad `%` escape is an error, and the first value of
+//! a repeated key wins.
 
 use super::response::ApiError;
+use crate::names::{is_valid_channel_name, is_valid_topic_name};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Params(Vec<(String, String)>);
 
 impl Params {
-    /// `None` when Go would refuse the query (nsqd then answers INVALID_REQUEST).
+    /// `None` when Go would refuse the query (NSQ then answers INVALID_REQUEST).
     pub fn parse(raw: &str) -> Option<Params> {
         let mut pairs = Vec::new();
         let mut ok = true;
@@ -29,7 +31,7 @@ impl Params {
         ok.then_some(Params(pairs))
     }
 
-    /// The request's query, or nsqd's `400 INVALID_REQUEST`.
+    /// The request's query, or NSQ's `400 INVALID_REQUEST`.
     pub fn from_query(query: Option<&str>) -> Result<Params, ApiError> {
         Params::parse(query.unwrap_or("")).ok_or_else(|| ApiError::bad_request("INVALID_REQUEST"))
     }
@@ -45,6 +47,25 @@ impl Params {
     /// The first value of `key`, or `""` when absent (nsqd's `Get` with the error ignored).
     pub fn get_or_empty(&self, key: &str) -> &str {
         self.get(key).unwrap_or("")
+    }
+
+    /// NSQ's `GetTopicChannelArgs`: a valid topic and channel, or
+    /// `MISSING_ARG_TOPIC`, `INVALID_ARG_TOPIC`, `MISSING_ARG_CHANNEL`,
+    /// `INVALID_ARG_CHANNEL` (400), checked in that order.
+    pub fn topic_channel_args(&self) -> Result<(&str, &str), ApiError> {
+        let topic = self
+            .get("topic")
+            .ok_or(ApiError::bad_request("MISSING_ARG_TOPIC"))?;
+        if !is_valid_topic_name(topic) {
+            return Err(ApiError::bad_request("INVALID_ARG_TOPIC"));
+        }
+        let channel = self
+            .get("channel")
+            .ok_or(ApiError::bad_request("MISSING_ARG_CHANNEL"))?;
+        if !is_valid_channel_name(channel) {
+            return Err(ApiError::bad_request("INVALID_ARG_CHANNEL"));
+        }
+        Ok((topic, channel))
     }
 
     /// nsqd's `boolParams`: `true`/`1` and `false`/`0`; anything else (or nothing)
@@ -126,6 +147,22 @@ mod tests {
             Params::from_query(Some("a;b")),
             Err(ApiError::bad_request("INVALID_REQUEST"))
         );
+    }
+
+    #[test]
+    fn topic_channel_args_are_checked_in_nsq_order() {
+        let args = |q: &str| {
+            Params::parse(q)
+                .unwrap()
+                .topic_channel_args()
+                .map(|(t, c)| (t.to_owned(), c.to_owned()))
+                .map_err(|e| e.message.into_owned())
+        };
+        assert_eq!(args("topic=t&channel=c"), Ok(("t".into(), "c".into())));
+        assert_eq!(args("channel=b@d"), Err("MISSING_ARG_TOPIC".into()));
+        assert_eq!(args("topic=b@d"), Err("INVALID_ARG_TOPIC".into()));
+        assert_eq!(args("topic=t"), Err("MISSING_ARG_CHANNEL".into()));
+        assert_eq!(args("topic=t&channel="), Err("INVALID_ARG_CHANNEL".into()));
     }
 
     #[test]
