@@ -96,10 +96,14 @@ async fn peer_loop(nsqd: Arc<Nsqd>, addr: String) {
     let mut shutdown = nsqd.shutdown_signal();
     let mut backoff = Duration::from_millis(100);
     loop {
+        let mut connected = false;
         let result = tokio::select! {
-            r = session(&nsqd, &addr) => r,
+            r = session(&nsqd, &addr, &mut connected) => r,
             _ = shutdown.changed() => return,
         };
+        if connected {
+            backoff = Duration::from_millis(100);
+        }
         nsqd.set_lookupd_info(&addr, None);
         match result {
             Ok(()) => return,
@@ -115,7 +119,7 @@ async fn peer_loop(nsqd: Arc<Nsqd>, addr: String) {
 
 /// One connection's life: IDENTIFY, register everything, then follow changes
 /// and ping. Returns Ok only at shutdown.
-async fn session(nsqd: &Arc<Nsqd>, addr: &str) -> Result<(), String> {
+async fn session(nsqd: &Arc<Nsqd>, addr: &str, connected: &mut bool) -> Result<(), String> {
     let opts = nsqd.opts();
     let mut peer = Peer::connect(addr, opts.max_body_size as usize).await?;
     let info: LookupdInfo = peer.identify(&identify_body(nsqd)).await?;
@@ -127,6 +131,7 @@ async fn session(nsqd: &Arc<Nsqd>, addr: &str) -> Result<(), String> {
         info.broadcast_address
     );
     nsqd.set_lookupd_info(addr, Some(info));
+    *connected = true;
     let mut changes = nsqd.registry_changes();
     let mut shutdown = nsqd.shutdown_signal();
     let mut registered = BTreeSet::new();
@@ -147,6 +152,7 @@ async fn session(nsqd: &Arc<Nsqd>, addr: &str) -> Result<(), String> {
         }
         tokio::select! {
             r = changes.changed() => if r.is_err() { return Ok(()) },
+            _ = peer.closed() => return Err("connection closed by lookupd".into()),
             _ = ping.tick() => {
                 tracing::debug!("LOOKUPD({addr}): sending heartbeat");
                 peer.ping().await?;

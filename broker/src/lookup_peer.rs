@@ -86,6 +86,23 @@ impl Peer {
         Ok(())
     }
 
+    /// Resolves when lookupd closes the connection (it never speaks unasked), so a
+    /// restarted lookupd is re-registered at once rather than at the next PING.
+    pub async fn closed(&mut self) {
+        let mut byte = [0u8; 1];
+        loop {
+            if self.stream.readable().await.is_err() {
+                return;
+            }
+            match self.stream.try_read(&mut byte) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    }
+
     pub async fn ping(&mut self) -> Result<(), String> {
         self.command(b"PING", None).await.map(|_| ())
     }

@@ -1,26 +1,38 @@
-//! Test harness: drives the real `nsqd` binary the way its users do.
+//! Test harness: drives the real `nsqd` and `nsqlookupd` binaries the way
+//! their users do.
 //!
-//! - [`nsqd`]: starts the binary on `127.0.0.1:0` ports and a temporary
-//!   `--data-path`, learns its addresses from its stderr (which is drained and
-//!   kept for assertions), sends SIGTERM, restarts it on the same data path, and
-//!   kills it on drop.
+//! - [`daemon`]: what both have in common: finding the binary, starting it,
+//!   learning its addresses from its stderr (which is drained and kept for
+//!   assertions), SIGTERM, and killing it on drop.
+//! - [`nsqd`]: a broker on `127.0.0.1:0` ports and a temporary `--data-path`;
+//!   restarts it on the same data path.
+//! - [`lookupd`]: an nsqlookupd on `127.0.0.1:0` ports (or a given TCP port, to
+//!   come back where brokers expect it), with helpers for `/lookup`, `/nodes`,
+//!   `/channels`, `/topics` and `/debug`.
 //! - [`v2`]: a blocking TCP protocol V2 client that speaks raw bytes: commands,
 //!   frames and decoded messages, for byte-exact assertions.
-//! - [`http`]: a tiny blocking HTTP/1.1 client for nsqd's HTTP API.
+//! - [`v1`]: the same for nsqlookupd's TCP protocol V1.
+//! - [`http`]: a tiny blocking HTTP/1.1 client for both HTTP APIs.
 //! - [`inspect`]: lookups in `nsqd.dat` and `/stats?format=json` documents.
 //! - [`pynsq`]: the cached Python virtualenv with PyPI's `pynsq`, for interop tests.
 //!
-//! Every test starts its own broker, so tests run in parallel and share nothing.
-//! The binary comes from `NSQD_BIN`, else from the workspace's `target/<profile>/`
-//! next to the test executable; `scripts/test` builds it before running tests.
+//! Every test starts its own processes, so tests run in parallel and share nothing.
+//! The binaries come from `NSQD_BIN` and `NSQLOOKUPD_BIN`, else from the
+//! workspace's `target/<profile>/` next to the test executable; `scripts/test`
+//! builds them before running tests.
 
+pub mod daemon;
 pub mod http;
 pub mod inspect;
+pub mod lookupd;
 pub mod nsqd;
 pub mod pynsq;
+pub mod v1;
 pub mod v2;
 
+pub use lookupd::{registered_nsqd, Nsqlookupd};
 pub use nsqd::{nsqd_binary, Nsqd};
+pub use v1::V1Client;
 pub use v2::{Frame, Msg, V2Client};
 
 use std::time::{Duration, Instant};
@@ -37,5 +49,33 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Opt
             panic!("timed out after {timeout:?} waiting for {what}");
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Ok`, or panics with `what` and
+/// the last `Err` (what was seen instead) after `timeout`.
+pub fn wait_until<T>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}; last seen: {last}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// `Ok` when `got == want`, else an `Err` showing both (for [`wait_until`]).
+pub fn same<T: PartialEq + std::fmt::Debug>(got: T, want: T) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("{got:?}, want {want:?}"))
     }
 }
