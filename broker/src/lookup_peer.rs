@@ -141,46 +141,15 @@ impl Peer {
 pub async fn topic_channels(
     addr: &str,
     topic: &str,
-    connect_timeout: Duration,
-    request_timeout: Duration,
+    timeouts: nsq_common::http::client::Timeouts,
 ) -> Result<Vec<String>, String> {
-    use http_body_util::{BodyExt, Empty};
-    use hyper::header::{ACCEPT, HOST};
-    let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
-        .await
-        .map_err(|_| format!("connect to {addr} timed out"))?
-        .map_err(|e| format!("connect to {addr} failed - {e}"))?;
-    let request = async {
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let req = hyper::Request::get(format!("/channels?topic={topic}"))
-            .header(HOST, addr)
-            .header(ACCEPT, "application/vnd.nsq; version=1.0")
-            .body(Empty::<bytes::Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        if !status.is_success() {
-            return Err(format!(
-                "status {status}: {}",
-                String::from_utf8_lossy(&body)
-            ));
-        }
-        Ok::<_, String>(body)
-    };
-    let body = tokio::time::timeout(request_timeout, request)
-        .await
-        .map_err(|_| format!("GET {addr}/channels timed out"))??;
-    parse_channels(&body)
+    use nsq_common::http::client;
+    let path = format!("/channels?topic={}", client::query_escape(topic));
+    let resp = client::request("GET", addr, &path, timeouts).await?;
+    if !resp.is_success() {
+        return Err(format!("status {}: {}", resp.status, resp.message()));
+    }
+    parse_channels(&resp.body)
 }
 
 /// Accepts lookupd's V1 body (`{"channels":[...]}`) and the older wrapped one

@@ -229,13 +229,11 @@ impl Nsqd {
             let opts = nsqd.opts();
             let mut names = std::collections::BTreeSet::new();
             for addr in addrs {
-                match crate::lookup_peer::topic_channels(
-                    &addr,
-                    &topic.name,
-                    opts.http_client_connect_timeout,
-                    opts.http_client_request_timeout,
-                )
-                .await
+                let timeouts = nsq_common::http::client::Timeouts {
+                    connect: opts.http_client_connect_timeout,
+                    request: opts.http_client_request_timeout,
+                };
+                match crate::lookup_peer::topic_channels(&addr, &topic.name, timeouts).await
                 {
                     Ok(list) => names.extend(list),
                     Err(e) => tracing::warn!(

@@ -11,6 +11,7 @@
 //!   [`Reply`], [`v1`], [`plain_text`]) and Go-style JSON ([`go_json`]).
 //! - [`panic`](mod@panic): [`CatchPanic`], a future that turns a panic into an error.
 //! - [`serve`](mod@serve): serving until shutdown, then a bounded grace period.
+//! - [`client`]: a small HTTP/1.1 client for NSQ's APIs (nsqd, nsqlookupd).
 //!
 //! ```ignore
 //! const ROUTES: &[Route<Endpoint>] = &[route("GET", "/ping", Endpoint::Ping)];
@@ -18,6 +19,7 @@
 //! serve(listener, app, shutdown_rx, "HTTP").await;
 //! ```
 
+pub mod client;
 pub mod panic;
 pub mod params;
 pub mod response;
