@@ -17,7 +17,7 @@
 //! - [`leader`]: leader election on a `coordination.k8s.io` Lease, so only one
 //!   replica acts.
 //! - [`http`]: the operator's own port: `/metrics`, `/healthz`, `/readyz`.
-//! - [`options`]: flags.
+//! - [`options`]: the command-line flags.
 
 pub mod controller;
 pub mod crd;

@@ -45,7 +45,9 @@ impl Metrics {
                 "nsq_operator_reconcile_duration_seconds",
                 "Time spent in one reconcile, by kind.",
             )
-            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             &["kind"],
         )
         .expect("valid metric");

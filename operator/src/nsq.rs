@@ -124,7 +124,11 @@ impl Nsq {
     }
 
     /// The topic's stats on `broker`, or `None` when the broker lacks it.
-    pub async fn topic_stats(&self, broker: &str, topic: &str) -> Result<Option<TopicStats>, NsqError> {
+    pub async fn topic_stats(
+        &self,
+        broker: &str,
+        topic: &str,
+    ) -> Result<Option<TopicStats>, NsqError> {
         let path = format!(
             "/stats?format=json&include_clients=false&include_mem=false&topic={}",
             query_escape(topic)
@@ -138,27 +142,56 @@ impl Nsq {
     }
 
     pub async fn create_topic(&self, broker: &str, topic: &str) -> Result<(), NsqError> {
-        self.post(broker, &format!("/topic/create?topic={}", query_escape(topic)), false)
-            .await
+        self.post(
+            broker,
+            &format!("/topic/create?topic={}", query_escape(topic)),
+            false,
+        )
+        .await
     }
 
     pub async fn delete_topic(&self, broker: &str, topic: &str) -> Result<(), NsqError> {
-        self.post(broker, &format!("/topic/delete?topic={}", query_escape(topic)), true)
-            .await
+        self.post(
+            broker,
+            &format!("/topic/delete?topic={}", query_escape(topic)),
+            true,
+        )
+        .await
     }
 
-    pub async fn pause_topic(&self, broker: &str, topic: &str, pause: bool) -> Result<(), NsqError> {
+    pub async fn pause_topic(
+        &self,
+        broker: &str,
+        topic: &str,
+        pause: bool,
+    ) -> Result<(), NsqError> {
         let verb = if pause { "pause" } else { "unpause" };
-        self.post(broker, &format!("/topic/{verb}?topic={}", query_escape(topic)), false)
+        self.post(
+            broker,
+            &format!("/topic/{verb}?topic={}", query_escape(topic)),
+            false,
+        )
+        .await
+    }
+
+    pub async fn create_channel(
+        &self,
+        broker: &str,
+        topic: &str,
+        channel: &str,
+    ) -> Result<(), NsqError> {
+        self.post(broker, &channel_path("create", topic, channel), false)
             .await
     }
 
-    pub async fn create_channel(&self, broker: &str, topic: &str, channel: &str) -> Result<(), NsqError> {
-        self.post(broker, &channel_path("create", topic, channel), false).await
-    }
-
-    pub async fn delete_channel(&self, broker: &str, topic: &str, channel: &str) -> Result<(), NsqError> {
-        self.post(broker, &channel_path("delete", topic, channel), true).await
+    pub async fn delete_channel(
+        &self,
+        broker: &str,
+        topic: &str,
+        channel: &str,
+    ) -> Result<(), NsqError> {
+        self.post(broker, &channel_path("delete", topic, channel), true)
+            .await
     }
 
     pub async fn pause_channel(
@@ -169,7 +202,8 @@ impl Nsq {
         pause: bool,
     ) -> Result<(), NsqError> {
         let verb = if pause { "pause" } else { "unpause" };
-        self.post(broker, &channel_path(verb, topic, channel), false).await
+        self.post(broker, &channel_path(verb, topic, channel), false)
+            .await
     }
 
     /// Removes the topic's registration from every lookupd (a missing one is fine).
@@ -179,7 +213,8 @@ impl Nsq {
     }
 
     pub async fn lookupd_delete_channel(&self, topic: &str, channel: &str) -> Result<(), NsqError> {
-        self.on_lookupds(&channel_path("delete", topic, channel)).await
+        self.on_lookupds(&channel_path("delete", topic, channel))
+            .await
     }
 
     async fn on_lookupds(&self, path: &str) -> Result<(), NsqError> {

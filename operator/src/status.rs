@@ -33,7 +33,12 @@ impl Reason {
 }
 
 /// The new Ready condition; its transition time moves only when the status does.
-pub fn ready(previous: &[Condition], generation: Option<i64>, reason: Reason, message: String) -> Condition {
+pub fn ready(
+    previous: &[Condition],
+    generation: Option<i64>,
+    reason: Reason,
+    message: String,
+) -> Condition {
     let status = if reason.is_ready() { "True" } else { "False" };
     let last_transition_time = previous
         .iter()
@@ -54,7 +59,10 @@ pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -65,7 +73,10 @@ mod tests {
     #[test]
     fn transition_time_kept_while_status_holds() {
         let first = ready(&[], Some(1), Reason::Reconciled, "ok".into());
-        assert_eq!((first.status.as_str(), first.reason.as_str()), ("True", "Reconciled"));
+        assert_eq!(
+            (first.status.as_str(), first.reason.as_str()),
+            ("True", "Reconciled")
+        );
         let mut old = first.clone();
         old.last_transition_time = "2020-01-01T00:00:00Z".into();
         let again = ready(&[old.clone()], Some(2), Reason::Reconciled, "ok".into());

@@ -47,12 +47,17 @@ async fn topic_name(obj: &NsqChannel, ctx: &Context) -> Result<Result<String, St
         return Ok(Ok(t.clone()));
     }
     let Some(r) = &obj.spec.topic_ref else {
-        return Ok(Err("one of spec.topicName and spec.topicRef is required".into()));
+        return Ok(Err(
+            "one of spec.topicName and spec.topicRef is required".into()
+        ));
     };
     let topics: Api<NsqTopic> =
         Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     Ok(match topics.get_opt(&r.name).await? {
-        Some(t) => Ok(plan::effective_name(t.spec.topic_name.as_deref(), &t.name_any())),
+        Some(t) => Ok(plan::effective_name(
+            t.spec.topic_name.as_deref(),
+            &t.name_any(),
+        )),
         None => Err(format!("NsqTopic {} not found", r.name)),
     })
 }
@@ -74,14 +79,24 @@ async fn apply(obj: Arc<NsqChannel>, ctx: &Context) -> Result<Action, Error> {
             &obj.name_any(),
             reason.is_ready(),
         );
-        status.conditions = vec![status::ready(&previous.conditions, generation, reason, message)];
+        status.conditions = vec![status::ready(
+            &previous.conditions,
+            generation,
+            reason,
+            message,
+        )];
     };
 
     let topic = match topic_name(&obj, ctx).await? {
         Ok(t) => t,
         Err(msg) => {
             set_ready(&mut status, Reason::TopicNotFound, msg);
-            apply_status(ctx, &*obj, serde_json::to_value(&status).unwrap_or_default()).await?;
+            apply_status(
+                ctx,
+                &*obj,
+                serde_json::to_value(&status).unwrap_or_default(),
+            )
+            .await?;
             return Ok(Action::requeue(ctx.resync));
         }
     };
@@ -93,7 +108,12 @@ async fn apply(obj: Arc<NsqChannel>, ctx: &Context) -> Result<Action, Error> {
                 Reason::InvalidName,
                 format!("{n:?} is not a valid NSQ {what} name"),
             );
-            apply_status(ctx, &*obj, serde_json::to_value(&status).unwrap_or_default()).await?;
+            apply_status(
+                ctx,
+                &*obj,
+                serde_json::to_value(&status).unwrap_or_default(),
+            )
+            .await?;
             return Ok(Action::await_change());
         }
     }
@@ -103,9 +123,19 @@ async fn apply(obj: Arc<NsqChannel>, ctx: &Context) -> Result<Action, Error> {
         Err(e) => {
             status.brokers = previous.brokers.clone();
             set_ready(&mut status, Reason::LookupdUnavailable, e.to_string());
-            apply_status(ctx, &*obj, serde_json::to_value(&status).unwrap_or_default()).await?;
-            ctx.event(&*obj, EventType::Warning, "LookupdUnavailable", e.to_string())
-                .await;
+            apply_status(
+                ctx,
+                &*obj,
+                serde_json::to_value(&status).unwrap_or_default(),
+            )
+            .await?;
+            ctx.event(
+                &*obj,
+                EventType::Warning,
+                "LookupdUnavailable",
+                e.to_string(),
+            )
+            .await;
             return Err(e.into());
         }
     };
@@ -151,11 +181,19 @@ async fn apply(obj: Arc<NsqChannel>, ctx: &Context) -> Result<Action, Error> {
     } else {
         (
             Reason::Reconciled,
-            format!("channel {topic}/{channel} present on {} brokers", brokers.len()),
+            format!(
+                "channel {topic}/{channel} present on {} brokers",
+                brokers.len()
+            ),
         )
     };
     set_ready(&mut status, reason, message.clone());
-    apply_status(ctx, &*obj, serde_json::to_value(&status).unwrap_or_default()).await?;
+    apply_status(
+        ctx,
+        &*obj,
+        serde_json::to_value(&status).unwrap_or_default(),
+    )
+    .await?;
     if let Some((addr, err)) = failed.into_iter().next() {
         ctx.event(&*obj, EventType::Warning, "BrokerUnreachable", message)
             .await;

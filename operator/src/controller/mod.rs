@@ -67,7 +67,9 @@ impl Context {
     pub fn new(client: Client, nsq: Nsq, metrics: Arc<Metrics>, resync: Duration) -> Context {
         let reporter = Reporter {
             controller: MANAGER.into(),
-            instance: hostname::get().ok().map(|h| h.to_string_lossy().into_owned()),
+            instance: hostname::get()
+                .ok()
+                .map(|h| h.to_string_lossy().into_owned()),
         };
         Context {
             recorder: Recorder::new(client.clone(), reporter),
@@ -81,7 +83,10 @@ impl Context {
     }
 
     fn succeeded(&self, key: &str) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 
     /// 1 s, 2 s, 4 s ... capped at five minutes.
@@ -205,5 +210,9 @@ fn finish<K: Resource>(
 
 fn broker_failure_message(failed: &[(String, String)], total: usize) -> String {
     let detail: Vec<String> = failed.iter().map(|(a, e)| format!("{a}: {e}")).collect();
-    format!("{} of {total} brokers failed: {}", failed.len(), detail.join("; "))
+    format!(
+        "{} of {total} brokers failed: {}",
+        failed.len(),
+        detail.join("; ")
+    )
 }

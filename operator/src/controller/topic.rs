@@ -18,7 +18,8 @@ const KIND: &str = "NsqTopic";
 
 pub async fn reconcile(obj: Arc<NsqTopic>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile(KIND);
-    let api: Api<NsqTopic> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let api: Api<NsqTopic> =
+        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let result = finalizer(&api, FINALIZER, Arc::clone(&obj), |event| async {
         match event {
             Finalizer::Apply(o) => apply(o, &ctx).await,
@@ -49,8 +50,18 @@ async fn apply(obj: Arc<NsqTopic>, ctx: &Context) -> Result<Action, Error> {
         ..Default::default()
     };
     let set_ready = |status: &mut NsqTopicStatus, reason: Reason, message: String| {
-        ctx.metrics.set_ready(KIND, &obj.namespace().unwrap_or_default(), &obj.name_any(), reason.is_ready());
-        status.conditions = vec![status::ready(&previous.conditions, generation, reason, message)];
+        ctx.metrics.set_ready(
+            KIND,
+            &obj.namespace().unwrap_or_default(),
+            &obj.name_any(),
+            reason.is_ready(),
+        );
+        status.conditions = vec![status::ready(
+            &previous.conditions,
+            generation,
+            reason,
+            message,
+        )];
     };
 
     if !nsq_common::names::is_valid_topic_name(&name) {
@@ -59,7 +70,12 @@ async fn apply(obj: Arc<NsqTopic>, ctx: &Context) -> Result<Action, Error> {
             Reason::InvalidName,
             format!("{name:?} is not a valid NSQ topic name (set spec.topicName)"),
         );
-        apply_status(ctx, &*obj, serde_json::to_value(&status).unwrap_or_default()).await?;
+        apply_status(
+            ctx,
+            &*obj,
+            serde_json::to_value(&status).unwrap_or_default(),
+        )
+        .await?;
         return Ok(Action::await_change());
     }
 
@@ -69,21 +85,40 @@ async fn apply(obj: Arc<NsqTopic>, ctx: &Context) -> Result<Action, Error> {
             // Keep what we last saw of the brokers; only readiness changes.
             status.brokers = previous.brokers.clone();
             set_ready(&mut status, Reason::LookupdUnavailable, e.to_string());
-            apply_status(ctx, &*obj, serde_json::to_value(&status).unwrap_or_default()).await?;
-            ctx.event(&*obj, EventType::Warning, "LookupdUnavailable", e.to_string()).await;
+            apply_status(
+                ctx,
+                &*obj,
+                serde_json::to_value(&status).unwrap_or_default(),
+            )
+            .await?;
+            ctx.event(
+                &*obj,
+                EventType::Warning,
+                "LookupdUnavailable",
+                e.to_string(),
+            )
+            .await;
             return Err(e.into());
         }
     };
     ctx.metrics.set_brokers(brokers.len());
 
     let results = futures::future::join_all(
-        brokers.iter().map(|b| sync_broker(ctx, b, &name, obj.spec.paused)),
+        brokers
+            .iter()
+            .map(|b| sync_broker(ctx, b, &name, obj.spec.paused)),
     )
     .await;
     let mut failed = Vec::new();
     for (broker, (entry, created)) in brokers.iter().zip(results) {
         if created {
-            ctx.event(&*obj, EventType::Normal, "Created", format!("topic {name} created on broker {broker}")).await;
+            ctx.event(
+                &*obj,
+                EventType::Normal,
+                "Created",
+                format!("topic {name} created on broker {broker}"),
+            )
+            .await;
         }
         if let Some(err) = &entry.error {
             failed.push((broker.clone(), err.clone()));
@@ -94,16 +129,28 @@ async fn apply(obj: Arc<NsqTopic>, ctx: &Context) -> Result<Action, Error> {
         status.brokers.push(entry);
     }
     let (reason, message) = if !failed.is_empty() {
-        (Reason::BrokerUnreachable, broker_failure_message(&failed, brokers.len()))
+        (
+            Reason::BrokerUnreachable,
+            broker_failure_message(&failed, brokers.len()),
+        )
     } else if brokers.is_empty() {
         (Reason::NoBrokers, "lookupd knows no brokers".to_owned())
     } else {
-        (Reason::Reconciled, format!("topic {name} present on {} brokers", brokers.len()))
+        (
+            Reason::Reconciled,
+            format!("topic {name} present on {} brokers", brokers.len()),
+        )
     };
     set_ready(&mut status, reason, message.clone());
-    apply_status(ctx, &*obj, serde_json::to_value(&status).unwrap_or_default()).await?;
+    apply_status(
+        ctx,
+        &*obj,
+        serde_json::to_value(&status).unwrap_or_default(),
+    )
+    .await?;
     if let Some((addr, err)) = failed.into_iter().next() {
-        ctx.event(&*obj, EventType::Warning, "BrokerUnreachable", message).await;
+        ctx.event(&*obj, EventType::Warning, "BrokerUnreachable", message)
+            .await;
         return Err(NsqError::Broker { addr, message: err }.into());
     }
     Ok(Action::requeue(ctx.resync))
@@ -111,7 +158,12 @@ async fn apply(obj: Arc<NsqTopic>, ctx: &Context) -> Result<Action, Error> {
 
 /// Brings one broker in line; returns its status entry and whether the topic
 /// had to be created there.
-async fn sync_broker(ctx: &Context, broker: &str, topic: &str, paused: bool) -> (BrokerTopicStatus, bool) {
+async fn sync_broker(
+    ctx: &Context,
+    broker: &str,
+    topic: &str,
+    paused: bool,
+) -> (BrokerTopicStatus, bool) {
     let mut entry = BrokerTopicStatus {
         address: broker.to_owned(),
         ..Default::default()
@@ -153,9 +205,16 @@ async fn sync_broker(ctx: &Context, broker: &str, topic: &str, paused: bool) -> 
 async fn cleanup(obj: Arc<NsqTopic>, ctx: &Context) -> Result<Action, Error> {
     let name = topic_name(&obj);
     ctx.set_managed(KIND, &key(&*obj), false);
-    ctx.metrics.forget(KIND, &obj.namespace().unwrap_or_default(), &obj.name_any());
+    ctx.metrics
+        .forget(KIND, &obj.namespace().unwrap_or_default(), &obj.name_any());
     if obj.spec.deletion_policy == DeletionPolicy::Retain {
-        ctx.event(&*obj, EventType::Normal, "Retained", format!("topic {name} left on the brokers (deletionPolicy Retain)")).await;
+        ctx.event(
+            &*obj,
+            EventType::Normal,
+            "Retained",
+            format!("topic {name} left on the brokers (deletionPolicy Retain)"),
+        )
+        .await;
         return Ok(Action::await_change());
     }
     let brokers = ctx.nsq.brokers().await?;
@@ -163,6 +222,15 @@ async fn cleanup(obj: Arc<NsqTopic>, ctx: &Context) -> Result<Action, Error> {
         ctx.nsq.delete_topic(b, &name).await?;
     }
     ctx.nsq.lookupd_delete_topic(&name).await?;
-    ctx.event(&*obj, EventType::Normal, "Deleted", format!("topic {name} deleted from {} brokers and lookupd", brokers.len())).await;
+    ctx.event(
+        &*obj,
+        EventType::Normal,
+        "Deleted",
+        format!(
+            "topic {name} deleted from {} brokers and lookupd",
+            brokers.len()
+        ),
+    )
+    .await;
     Ok(Action::await_change())
 }
