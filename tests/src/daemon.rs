@@ -1,7 +1,7 @@
-//! What `nsqd` and `nsqlookupd` under test have in common: finding the binary,
-//! starting it with stderr drained and kept, learning its TCP and HTTP addresses
-//! from the `TCP: listening on` / `HTTP: listening on` log lines, SIGTERM, and
-//! killing it on drop.
+//! What `nsqd`, `nsqlookupd` and `nsq-operator` under test have in common:
+//! finding the binary, starting it with stdout and stderr drained and kept,
+//! learning its TCP and HTTP addresses from the `TCP: listening on` /
+//! `HTTP: listening on` log lines, signals, and killing it on drop.
 
 use std::fmt;
 use std::io::{BufRead, BufReader};
@@ -70,18 +70,30 @@ impl fmt::Display for StartFailure {
 pub struct Daemon {
     name: &'static str,
     child: Option<Child>,
-    tcp: SocketAddr,
+    /// `None` for a daemon with only an HTTP side (the operator).
+    tcp: Option<SocketAddr>,
     http: SocketAddr,
     stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl Daemon {
-    /// Spawns `cmd` (stdin and stdout null, stderr piped) and waits for both
+    /// Spawns `cmd` (stdin null, stdout and stderr piped) and waits for both
     /// listening lines.
-    pub fn spawn(name: &'static str, mut cmd: Command) -> Result<Daemon, StartFailure> {
+    pub fn spawn(name: &'static str, cmd: Command) -> Result<Daemon, StartFailure> {
+        Self::spawn_listening(name, cmd, true)
+    }
+
+    /// Spawns `cmd` and waits for its `HTTP: listening on` line (and its
+    /// `TCP: listening on` line when `tcp_side`).
+    pub fn spawn_listening(
+        name: &'static str,
+        mut cmd: Command,
+        tcp_side: bool,
+    ) -> Result<Daemon, StartFailure> {
         cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        die_with_parent(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| StartFailure {
             name,
             reason: format!("spawn {:?}: {e}", cmd.get_program()),
@@ -90,26 +102,12 @@ impl Daemon {
         })?;
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel::<String>();
-        {
-            // Drain stderr for the process's whole life so the pipe never fills.
-            let pipe = child.stderr.take().expect("piped stderr");
-            let lines = Arc::clone(&stderr);
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(pipe);
-                let mut raw = Vec::new();
-                loop {
-                    raw.clear();
-                    match reader.read_until(b'\n', &mut raw) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {
-                            let line = String::from_utf8_lossy(&raw).trim_end().to_owned();
-                            lines.lock().unwrap().push(line.clone());
-                            let _ = tx.send(line);
-                        }
-                    }
-                }
-            });
-        }
+        // Drain both pipes for the process's whole life so neither fills; the
+        // lines of both are kept together, in arrival order.
+        let stdout_pipe = child.stdout.take().expect("piped stdout");
+        drain(stdout_pipe, Arc::clone(&stderr), tx.clone());
+        let stderr_pipe = child.stderr.take().expect("piped stderr");
+        drain(stderr_pipe, Arc::clone(&stderr), tx);
         let fail = |child: &mut Child, reason: String, status: Option<ExitStatus>| {
             if status.is_none() {
                 let _ = child.kill();
@@ -124,7 +122,7 @@ impl Daemon {
         };
         let deadline = Instant::now() + START_TIMEOUT;
         let (mut tcp, mut http) = (None, None);
-        while tcp.is_none() || http.is_none() {
+        while (tcp_side && tcp.is_none()) || http.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
@@ -139,7 +137,7 @@ impl Daemon {
                     return Err(fail(&mut child, reason, None));
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    // stderr closed: the process is exiting; collect its status.
+                    // Output closed: the process is exiting; collect its status.
                     let status = wait_timeout(&mut child, Duration::from_secs(10));
                     return Err(fail(&mut child, "exited during start-up".into(), status));
                 }
@@ -148,7 +146,7 @@ impl Daemon {
         Ok(Daemon {
             name,
             child: Some(child),
-            tcp: tcp.unwrap(),
+            tcp,
             http: http.unwrap(),
             stderr,
         })
@@ -156,13 +154,36 @@ impl Daemon {
 
     pub fn tcp_addr(&self) -> SocketAddr {
         self.tcp
+            .unwrap_or_else(|| panic!("{} has no TCP side", self.name))
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Sends `sig` (e.g. `SIGSTOP`, `SIGCONT`) to the running process.
+    pub fn signal(&self, sig: libc::c_int) {
+        let child = self
+            .child
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} is not running", self.name));
+        signal(child, sig);
+    }
+
+    /// SIGKILL (a crash: no clean-up of any kind), waiting for the exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http
     }
 
-    /// Every stderr line so far.
+    /// Every output line so far (stderr and stdout).
     pub fn stderr_lines(&self) -> Vec<String> {
         self.stderr.lock().unwrap().clone()
     }
@@ -212,6 +233,7 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // A stopped process still dies of SIGKILL.
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -219,9 +241,9 @@ impl Drop for Daemon {
             let lines = self.stderr_lines();
             let tail = &lines[lines.len().saturating_sub(60)..];
             eprintln!(
-                "---- {} {} stderr (last {} lines) ----",
+                "---- {} {} output (last {} lines) ----",
                 self.name,
-                self.tcp,
+                self.tcp.unwrap_or(self.http),
                 tail.len()
             );
             for l in tail {
@@ -229,6 +251,56 @@ impl Drop for Daemon {
             }
         }
     }
+}
+
+/// Has the daemon killed when the thread that starts it ends (Linux: the
+/// parent-death signal follows the spawning thread), so a test process that
+/// is killed, never running `Drop`, leaves no daemon behind. Tests own their
+/// daemons on the test's thread, which outlives them.
+fn die_with_parent(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl(2) and getppid(2) are async-signal-safe, as pre_exec requires.
+        unsafe {
+            let parent = libc::getpid();
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died before prctl took effect.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
+/// Reads `pipe` line by line into `lines` and `tx` until it closes.
+fn drain(
+    pipe: impl std::io::Read + Send + 'static,
+    lines: Arc<Mutex<Vec<String>>>,
+    tx: mpsc::Sender<String>,
+) {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut raw = Vec::new();
+        loop {
+            raw.clear();
+            match reader.read_until(b'\n', &mut raw) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&raw).trim_end().to_owned();
+                    lines.lock().unwrap().push(line.clone());
+                    let _ = tx.send(line);
+                }
+            }
+        }
+    });
 }
 
 fn signal(child: &Child, sig: libc::c_int) {
@@ -243,9 +315,33 @@ fn signal(child: &Child, sig: libc::c_int) {
     );
 }
 
+/// The address after `marker`, up to the next space (colour codes ignored).
 fn listening_addr(line: &str, marker: &str) -> Option<SocketAddr> {
+    let line = strip_ansi(line);
     let at = line.find(marker)?;
-    line[at + marker.len()..].trim().parse().ok()
+    line[at + marker.len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// `line` without ANSI escape sequences (`ESC [ ... letter`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Waits for the child to exit; kills it after `timeout`.
@@ -289,6 +385,12 @@ mod tests {
         assert_eq!(
             listening_addr(http, "HTTP: listening on "),
             Some("127.0.0.1:4151".parse().unwrap())
+        );
+        let coloured = "\x1b[2m2024-01-01T00:00:00Z\x1b[0m \x1b[32m INFO\x1b[0m \
+                        nsq_operator: HTTP: listening on \x1b[1m127.0.0.1:8080\x1b[0m x=1";
+        assert_eq!(
+            listening_addr(coloured, "HTTP: listening on "),
+            Some("127.0.0.1:8080".parse().unwrap())
         );
     }
 }

@@ -83,6 +83,12 @@ impl Nsqd {
         self.daemon.terminate()
     }
 
+    /// Sends `sig` (`SIGSTOP` freezes the broker with its connections open:
+    /// lookupd still lists it, its HTTP port accepts and never answers).
+    pub fn signal(&self, sig: libc::c_int) {
+        self.daemon.signal(sig)
+    }
+
     /// SIGTERM, assert a clean exit, then start again on the same data path
     /// with the same flags (new ports).
     pub fn restart(&mut self) {
