@@ -8,6 +8,7 @@
 use crate::backend::{Backend, QueueConfig};
 use crate::client::ClientShared;
 use crate::clock;
+use crate::e2e;
 use crate::message::Message;
 use bytes::BytesMut;
 use nsq_common::wire::{self, MessageId};
@@ -43,6 +44,10 @@ struct State {
     /// again (until the Unix-nanosecond deadline) when read back.
     restored_deferrals: FxHashMap<MessageId, i64>,
     clients: FxHashMap<u64, Arc<ClientShared>>,
+    /// End-to-end latency of every FIN (see [`crate::e2e`]).
+    latency: e2e::Histogram,
+    /// nsqd's quantile window, made on the first FIN when percentiles are tracked.
+    window: Option<Box<e2e::Window>>,
     scratch: BytesMut,
     /// Alternates which source `take` reads first, so neither starves.
     backend_first: bool,
@@ -80,6 +85,8 @@ pub struct ChannelSnapshot {
     pub timeout_count: u64,
     pub paused: bool,
     pub clients: Vec<Arc<ClientShared>>,
+    /// End-to-end latency of the FINs so far.
+    pub latency: e2e::Histogram,
 }
 
 pub struct Channel {
@@ -94,6 +101,8 @@ pub struct Channel {
     message_count: AtomicU64,
     requeue_count: AtomicU64,
     timeout_count: AtomicU64,
+    /// The topic's latency histogram, which each FIN batch also feeds.
+    topic_latency: Arc<e2e::AtomicHistogram>,
     /// Earliest in-flight or deferred deadline (clock nanos), so the scanner can
     /// skip idle channels without locking them.
     next_deadline: AtomicI64,
@@ -106,7 +115,13 @@ impl std::fmt::Debug for Channel {
 }
 
 impl Channel {
-    pub fn new(topic_name: &str, name: &str, cfg: Arc<QueueConfig>) -> Channel {
+    /// A channel of `topic_name`; its FINs also count in `topic_latency`.
+    pub fn new(
+        topic_name: &str,
+        name: &str,
+        cfg: Arc<QueueConfig>,
+        topic_latency: Arc<e2e::AtomicHistogram>,
+    ) -> Channel {
         let ephemeral = nsq_common::names::is_ephemeral(name);
         let backend = Backend::open(&format!("{topic_name}:{name}"), ephemeral, &cfg);
         let restored = load_deferrals(&cfg, topic_name, name);
@@ -123,6 +138,8 @@ impl Channel {
                 deferred_pq: BinaryHeap::new(),
                 restored_deferrals: restored,
                 clients: FxHashMap::default(),
+                latency: e2e::Histogram::default(),
+                window: None,
                 scratch: BytesMut::new(),
                 backend_first: false,
                 closed: false,
@@ -133,6 +150,7 @@ impl Channel {
             message_count: AtomicU64::new(0),
             requeue_count: AtomicU64::new(0),
             timeout_count: AtomicU64::new(0),
+            topic_latency,
             next_deadline: AtomicI64::new(i64::MAX),
         }
     }
@@ -288,28 +306,55 @@ impl Channel {
     }
 
     pub fn finish(&self, client_id: u64, id: &MessageId) -> Result<(), InFlightError> {
-        let mut st = self.state.lock();
-        Self::pop_in_flight(&mut st, client_id, id)?;
-        Ok(())
+        let mut err = None;
+        self.finish_many(client_id, std::slice::from_ref(id), |_, e| err = Some(e));
+        err.map_or(Ok(()), Err)
     }
 
     /// Several FINs under one lock; `on_err` sees each failure in order.
-    /// Returns how many succeeded.
+    /// Returns how many succeeded. Each success records its end-to-end latency
+    /// (now − publish time, as nsqd's `FinishMessage` does).
     pub fn finish_many(
         &self,
         client_id: u64,
         ids: &[MessageId],
         mut on_err: impl FnMut(&MessageId, InFlightError),
     ) -> usize {
+        let now = crate::message::unix_nanos();
+        let window = e2e::window();
+        let mut batch = e2e::Histogram::default();
         let mut st = self.state.lock();
         let mut done = 0;
         for id in ids {
             match Self::pop_in_flight(&mut st, client_id, id) {
-                Ok(_) => done += 1,
+                Ok(f) => {
+                    done += 1;
+                    let latency = e2e::latency(now, f.msg.timestamp);
+                    batch.observe(latency);
+                    if let Some(len) = window {
+                        st.window
+                            .get_or_insert_with(|| Box::new(e2e::Window::new(len, now)))
+                            .insert(now, latency);
+                    }
+                }
                 Err(e) => on_err(id, e),
             }
         }
+        if done > 0 {
+            st.latency.merge(&batch);
+        }
+        drop(st);
+        if done > 0 {
+            self.topic_latency.add(&batch);
+        }
         done
+    }
+
+    /// Adds this channel's quantile window (what is left of it at `now`) to `into`.
+    pub fn merge_latency_window(&self, now: i64, into: &mut e2e::LogHistogram) {
+        if let Some(w) = self.state.lock().window.as_mut() {
+            w.merge_into(now, into);
+        }
     }
 
     /// REQ: back to the queue now, or deferred for `delay`.
@@ -488,6 +533,7 @@ impl Channel {
             timeout_count: self.timeout_count.load(Ordering::Relaxed),
             paused: self.is_paused(),
             clients: st.clients.values().cloned().collect(),
+            latency: st.latency,
         }
     }
 

@@ -10,6 +10,10 @@
 //!   [`protocol::v2`] runs one connection (commands, message pump, heartbeats).
 //! - [`http`]: nsqd's HTTP API (`/pub`, `/mpub`, `/stats`, `/topic/*`, ...).
 //! - [`stats`]: `/stats` snapshots in nsqd's JSON and text shapes.
+//! - [`metrics`]: `/metrics` in Prometheus' text format, built from the same
+//!   snapshots; [`statsd`]: nsqd's statsd push loop over UDP.
+//! - [`e2e`]: end-to-end (PUB to FIN) latency: histograms and nsqd's quantile
+//!   windows, recorded as channels finish messages.
 //! - [`topic`]: assigns IDs, fans messages out, holds a backlog while it has no
 //!   channel or is paused.
 //! - [`channel`]: memory queue + diskqueue, in-flight table, deferred queue;
@@ -28,17 +32,20 @@ pub mod backend;
 pub mod channel;
 pub mod client;
 pub mod clock;
+pub mod e2e;
 pub mod guid;
 pub mod http;
 pub mod lookup;
 pub mod lookup_peer;
 pub mod message;
 pub mod metadata;
+pub mod metrics;
 pub mod nsqd;
 pub mod options;
 pub mod protocol;
 pub mod queue_scan;
 pub mod server;
 pub mod stats;
+pub mod statsd;
 pub mod tcp;
 pub mod topic;

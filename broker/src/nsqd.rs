@@ -233,8 +233,7 @@ impl Nsqd {
                     connect: opts.http_client_connect_timeout,
                     request: opts.http_client_request_timeout,
                 };
-                match crate::lookup_peer::topic_channels(&addr, &topic.name, timeouts).await
-                {
+                match crate::lookup_peer::topic_channels(&addr, &topic.name, timeouts).await {
                     Ok(list) => names.extend(list),
                     Err(e) => tracing::warn!(
                         "failed to query nsqlookupd for channels to pre-create for topic {} - {e}",

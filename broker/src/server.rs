@@ -16,6 +16,10 @@ pub async fn run(opts: Options) -> Result<(), String> {
     let http = TcpListener::bind(&opts.http_address)
         .await
         .map_err(|e| format!("listen ({}) failed - {e}", opts.http_address))?;
+    crate::e2e::configure(
+        opts.e2e_processing_latency_window_time,
+        &opts.e2e_processing_latency_percentiles,
+    );
     let nsqd = Nsqd::new(opts)?;
     let tcp_addr = tcp.local_addr().map_err(|e| e.to_string())?;
     let http_addr = http.local_addr().map_err(|e| e.to_string())?;
@@ -29,6 +33,8 @@ pub async fn run(opts: Options) -> Result<(), String> {
     let scan_task = tokio::spawn(crate::queue_scan::deadlines(Arc::clone(&nsqd)));
     let lookup_task = tokio::spawn(crate::lookup::run(Arc::clone(&nsqd)));
     let syncer = crate::queue_scan::spawn_syncer(Arc::clone(&nsqd));
+    let statsd_task = (!nsqd.opts().statsd_address.is_empty())
+        .then(|| tokio::spawn(crate::statsd::run(Arc::clone(&nsqd))));
 
     wait_for_signal().await;
     tracing::info!("NSQ: shutting down");
@@ -37,6 +43,9 @@ pub async fn run(opts: Options) -> Result<(), String> {
     let _ = http_task.await;
     let _ = scan_task.await;
     let _ = lookup_task.await;
+    if let Some(t) = statsd_task {
+        let _ = t.await;
+    }
     let closer = Arc::clone(&nsqd);
     tokio::task::spawn_blocking(move || closer.close())
         .await

@@ -7,6 +7,7 @@
 //! without clients, channel `clients` and `producers` are `null`.
 
 use crate::client::ClientShared;
+use crate::e2e;
 use crate::nsqd::Nsqd;
 use serde::{Serialize, Serializer};
 use std::fmt::Write as _;
@@ -41,12 +42,74 @@ pub struct Stats {
     pub producers: Vec<ClientStats>,
 }
 
-/// nsqd's end-to-end latency result. Latency quantiles are not tracked, so it is
-/// always nsqd's empty result: `{"count":0,"percentiles":null}`.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+/// nsqd's end-to-end latency result (its quantile `Result`): without
+/// `--e2e-processing-latency-percentile` it is `{"count":0,"percentiles":null}`;
+/// with it, the samples in the window and one `{"quantile":q,"value":ns}` per
+/// percentile, in the order given.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct LatencyResult {
     pub count: u64,
-    pub percentiles: Option<[f64; 0]>,
+    pub percentiles: Option<Vec<Percentile>>,
+}
+
+/// One percentile of a [`LatencyResult`]; numbers print as Go prints a float64.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Percentile {
+    #[serde(serialize_with = "go_float")]
+    pub quantile: f64,
+    /// Nanoseconds.
+    #[serde(serialize_with = "go_float")]
+    pub value: f64,
+}
+
+impl From<e2e::Quantiles> for LatencyResult {
+    fn from(q: e2e::Quantiles) -> Self {
+        LatencyResult {
+            count: q.count,
+            percentiles: Some(
+                q.values
+                    .into_iter()
+                    .map(|(quantile, value)| Percentile { quantile, value })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl LatencyResult {
+    /// nsqd's `Result.String()`: each value in human units, comma-separated.
+    pub fn human(&self) -> String {
+        let values: Vec<String> = self
+            .percentiles
+            .iter()
+            .flatten()
+            .map(|p| nanos_to_human(p.value))
+            .collect();
+        values.join(", ")
+    }
+}
+
+/// nsqd's `NanoSecondToHuman`: `1.5ms`, `20.0us`, `3.0s`.
+pub fn nanos_to_human(v: f64) -> String {
+    let (v, suffix) = if v > 1e9 {
+        (v / 1e9, "s")
+    } else if v > 1e6 {
+        (v / 1e6, "ms")
+    } else if v > 1e3 {
+        (v / 1e3, "us")
+    } else {
+        (v, "ns")
+    };
+    format!("{v:.1}{suffix}")
+}
+
+/// Go's `encoding/json` float64: integral values without a fraction.
+fn go_float<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        s.serialize_i64(*v as i64)
+    } else {
+        s.serialize_f64(*v)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -154,6 +217,8 @@ fn null_if_empty<S: Serializer>(v: &&[ClientStats], s: S) -> Result<S::Ok, S::Er
 
 /// Snapshots what `filter` selects.
 pub fn collect(nsqd: &Nsqd, filter: &StatsFilter) -> Stats {
+    let percentiles = nsqd.opts().e2e_processing_latency_percentiles.clone();
+    let mut latency = LatencyCollector::new(&percentiles);
     let topics = if filter.topic.is_empty() {
         nsqd.topics()
     } else {
@@ -165,20 +230,22 @@ pub fn collect(nsqd: &Nsqd, filter: &StatsFilter) -> Stats {
     let mut out = Vec::with_capacity(topics.len());
     for topic in topics {
         let snap = topic.snapshot();
-        let channels: Vec<_> = if filter.channel.is_empty() {
-            snap.channels
-        } else {
-            snap.channels
-                .into_iter()
-                .filter(|c| c.name == filter.channel)
-                .collect()
-        };
+        latency.start_topic();
+        let channel_latency: Vec<LatencyResult> =
+            snap.channels.iter().map(|ch| latency.channel(ch)).collect();
+        let topic_latency = latency.topic(snap.channels.is_empty());
+        let channels: Vec<_> = snap
+            .channels
+            .into_iter()
+            .zip(channel_latency)
+            .filter(|(c, _)| filter.channel.is_empty() || c.name == filter.channel)
+            .collect();
         if !filter.channel.is_empty() && channels.is_empty() {
             continue;
         }
         let channels = channels
-            .iter()
-            .map(|ch| {
+            .into_iter()
+            .map(|(ch, e2e_processing_latency)| {
                 let c = ch.snapshot();
                 let clients = filter.include_clients.then(|| {
                     let mut v: Vec<&Arc<ClientShared>> = c.clients.iter().collect();
@@ -199,7 +266,7 @@ pub fn collect(nsqd: &Nsqd, filter: &StatsFilter) -> Stats {
                     client_count: c.clients.len(),
                     clients,
                     paused: c.paused,
-                    e2e_processing_latency: LatencyResult::default(),
+                    e2e_processing_latency,
                 }
             })
             .collect();
@@ -211,7 +278,7 @@ pub fn collect(nsqd: &Nsqd, filter: &StatsFilter) -> Stats {
             message_count: snap.message_count,
             message_bytes: snap.message_bytes,
             paused: snap.paused,
-            e2e_processing_latency: LatencyResult::default(),
+            e2e_processing_latency: topic_latency,
         });
     }
     let producers = if filter.include_clients {
@@ -226,6 +293,55 @@ pub fn collect(nsqd: &Nsqd, filter: &StatsFilter) -> Stats {
     Stats {
         topics: Some(out),
         producers,
+    }
+}
+
+/// Computes nsqd's latency results while walking the topics: each channel's
+/// window, and a topic's as the merge of its channels' (nsqd's
+/// `AggregateChannelE2eProcessingLatency`). Without percentiles, every result
+/// is nsqd's empty one.
+pub struct LatencyCollector<'a> {
+    percentiles: &'a [f64],
+    now: i64,
+    channel: e2e::LogHistogram,
+    topic: e2e::LogHistogram,
+}
+
+impl<'a> LatencyCollector<'a> {
+    pub fn new(percentiles: &'a [f64]) -> Self {
+        LatencyCollector {
+            percentiles,
+            now: crate::message::unix_nanos(),
+            channel: e2e::LogHistogram::default(),
+            topic: e2e::LogHistogram::default(),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.percentiles.is_empty()
+    }
+
+    pub fn start_topic(&mut self) {
+        self.topic.clear();
+    }
+
+    /// The channel's result; it also joins the current topic's.
+    pub fn channel(&mut self, ch: &crate::channel::Channel) -> LatencyResult {
+        if !self.enabled() {
+            return LatencyResult::default();
+        }
+        self.channel.clear();
+        ch.merge_latency_window(self.now, &mut self.channel);
+        self.topic.add(&self.channel);
+        self.channel.quantiles(self.percentiles).into()
+    }
+
+    /// The current topic's result (nsqd's empty one for a topic without channels).
+    pub fn topic(&self, no_channels: bool) -> LatencyResult {
+        if !self.enabled() || no_channels {
+            return LatencyResult::default();
+        }
+        self.topic.quantiles(self.percentiles).into()
     }
 }
 
@@ -348,14 +464,18 @@ pub fn render_text(stats: &Stats, cx: &TextContext<'_>) -> String {
         let paused = if t.paused { "*P " } else { "   " };
         let _ = writeln!(
             w,
-            "\n{paused}[{:<15}] depth: {:<5} be-depth: {:<5} msgs: {:<8} e2e%: ",
-            t.topic_name, t.depth, t.backend_depth, t.message_count
+            "\n{paused}[{:<15}] depth: {:<5} be-depth: {:<5} msgs: {:<8} e2e%: {}",
+            t.topic_name,
+            t.depth,
+            t.backend_depth,
+            t.message_count,
+            t.e2e_processing_latency.human()
         );
         for c in &t.channels {
             let paused = if c.paused { "   *P " } else { "      " };
             let _ = writeln!(
                 w,
-                "{paused}[{:<25}] depth: {:<5} be-depth: {:<5} inflt: {:<4} def: {:<4} re-q: {:<5} timeout: {:<5} msgs: {:<8} e2e%: ",
+                "{paused}[{:<25}] depth: {:<5} be-depth: {:<5} inflt: {:<4} def: {:<4} re-q: {:<5} timeout: {:<5} msgs: {:<8} e2e%: {}",
                 c.channel_name,
                 c.depth,
                 c.backend_depth,
@@ -363,7 +483,8 @@ pub fn render_text(stats: &Stats, cx: &TextContext<'_>) -> String {
                 c.deferred_count,
                 c.requeue_count,
                 c.timeout_count,
-                c.message_count
+                c.message_count,
+                c.e2e_processing_latency.human()
             );
             for client in c.clients.as_deref().unwrap_or_default() {
                 let _ = writeln!(w, "        {}", client_line(client, now_secs));
@@ -636,6 +757,21 @@ mod tests {
         assert!(text.ends_with(
             "\nProducers:\n   [V2 h:5000 ua            ] msgs: 5        topics: a=2,b=3 connected: 10s\n"
         ), "{text}");
+    }
+
+    #[test]
+    fn latency_percentiles_print_like_nsqd() {
+        let r = LatencyResult::from(e2e::Quantiles {
+            count: 7,
+            values: vec![(1.0, 2_500_000_000.0), (0.99, 1_500_000.0), (0.5, 999.0)],
+        });
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"count":7,"percentiles":[{"quantile":1,"value":2500000000},{"quantile":0.99,"value":1500000},{"quantile":0.5,"value":999}]}"#
+        );
+        assert_eq!(r.human(), "2.5s, 1.5ms, 999.0ns");
+        assert_eq!(nanos_to_human(1_000.5), "1.0us");
+        assert_eq!(LatencyResult::default().human(), "");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use crate::backend::{Backend, QueueConfig};
 use crate::channel::Channel;
+use crate::e2e;
 use crate::guid::GuidFactory;
 use crate::message::{unix_nanos, Message};
 use bytes::{Bytes, BytesMut};
@@ -38,6 +39,8 @@ pub struct Topic {
     started: AtomicBool,
     message_count: AtomicU64,
     message_bytes: AtomicU64,
+    /// End-to-end latency of every FIN on any of its channels, past and present.
+    latency: Arc<e2e::AtomicHistogram>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -56,6 +59,7 @@ pub struct TopicSnapshot {
     pub message_bytes: u64,
     pub paused: bool,
     pub channels: Vec<Arc<Channel>>,
+    pub latency: e2e::Histogram,
 }
 
 impl Topic {
@@ -79,6 +83,7 @@ impl Topic {
             started: AtomicBool::new(false),
             message_count: AtomicU64::new(0),
             message_bytes: AtomicU64::new(0),
+            latency: Arc::default(),
         })
     }
 
@@ -195,7 +200,12 @@ impl Topic {
         if let Some(ch) = st.channels.get(name) {
             return (Arc::clone(ch), false);
         }
-        let ch = Arc::new(Channel::new(&self.name, name, Arc::clone(&self.cfg)));
+        let ch = Arc::new(Channel::new(
+            &self.name,
+            name,
+            Arc::clone(&self.cfg),
+            Arc::clone(&self.latency),
+        ));
         st.channels.insert(name.to_owned(), Arc::clone(&ch));
         self.maybe_start_drain(&mut st);
         (ch, true)
@@ -277,6 +287,7 @@ impl Topic {
             message_bytes: self.message_bytes.load(Ordering::Relaxed),
             paused: self.is_paused(),
             channels: st.channels.values().cloned().collect(),
+            latency: self.latency.snapshot(),
         }
     }
 

@@ -5,7 +5,8 @@
 //! - discovery: `GET /lookup?topic=`, `/topics`, `/channels?topic=`, `/nodes`;
 //! - administration: `POST /topic/create`, `/topic/delete`, `/channel/create`,
 //!   `/channel/delete`, `/topic/tombstone?topic=&node=`;
-//! - the node itself: `GET /ping`, `/info`, `/debug`.
+//! - the node itself: `GET /ping`, `/info`, `/debug`, and `/metrics` (not in
+//!   nsqlookupd; see [`crate::metrics`]).
 //!
 //! Like nsqlookupd, `topic` is not validated by the read endpoints nor by
 //! `/topic/delete` and `/topic/tombstone`, so `*` there matches every topic.
@@ -15,7 +16,9 @@ mod tests;
 
 use crate::nsqlookupd::{unix_nanos, Nsqlookupd};
 use crate::registration_db::{filter_by_active, keys, subkeys, Category, PeerInfo, Registration};
+use axum::body::Body;
 use axum::extract::Request;
+use axum::http::header::{HeaderValue, CONTENT_TYPE};
 use axum::response::Response;
 use axum::Router;
 use nsq_common::http::{plain_text, route, v1, ApiError, ApiResult, Matched, Params, Reply, Route};
@@ -44,9 +47,11 @@ enum Endpoint {
     ChannelCreate,
     ChannelDelete,
     TopicTombstone,
+    Metrics,
 }
 
-/// nsqlookupd 1.3's routes (its debug/pprof endpoints are not offered).
+/// nsqlookupd 1.3's routes (its debug/pprof endpoints are not offered), plus
+/// `GET /metrics` (not logged: Prometheus polls it).
 const ROUTES: &[Route<Endpoint>] = &[
     route("GET", "/ping", Endpoint::Ping),
     route("GET", "/info", Endpoint::Info),
@@ -60,6 +65,9 @@ const ROUTES: &[Route<Endpoint>] = &[
     route("POST", "/channel/create", Endpoint::ChannelCreate),
     route("POST", "/channel/delete", Endpoint::ChannelDelete),
     route("POST", "/topic/tombstone", Endpoint::TopicTombstone),
+    route("GET", "/metrics", Endpoint::Metrics)
+        .extra()
+        .unlogged(),
 ];
 
 /// The API as an axum router (also what tests drive).
@@ -84,6 +92,14 @@ async fn call(l: Arc<Nsqlookupd>, m: Matched<Endpoint>, req: Request) -> Respons
         Endpoint::ChannelCreate => with_params(create_channel),
         Endpoint::ChannelDelete => with_params(delete_channel),
         Endpoint::TopicTombstone => with_params(tombstone_topic_producer),
+        Endpoint::Metrics => {
+            let mut resp = Response::new(Body::from(crate::metrics::render(&l)));
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+            );
+            resp
+        }
     }
 }
 

@@ -21,12 +21,15 @@
 //! - [`http`]: the HTTP API (`/lookup`, `/topics`, `/channels`, `/nodes`,
 //!   `/topic/*`, `/channel/*`, `/ping`, `/info`, `/debug`) on the routing,
 //!   parameters and V1 responses shared with nsqd in [`nsq_common::http`].
+//! - [`metrics`]: `/metrics`, the DB's producers, topics, channels and
+//!   tombstones in Prometheus' text format.
 //!
 //! Shared with the broker through `nsq_common`: name validation
 //! ([`nsq_common::names`]), V1 response framing ([`nsq_common::wire`]), flags,
 //! logging and the version line.
 
 pub mod http;
+pub mod metrics;
 pub mod nsqlookupd;
 pub mod options;
 pub mod protocol_v1;

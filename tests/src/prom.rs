@@ -133,12 +133,8 @@ impl Exposition {
 
     /// Like [`Exposition::get`], panicking with the series of that name if absent.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.get(name, labels).unwrap_or_else(|| {
-            panic!(
-                "no series {name}{labels:?}; have: {:#?}",
-                self.named(name)
-            )
-        })
+        self.get(name, labels)
+            .unwrap_or_else(|| panic!("no series {name}{labels:?}; have: {:#?}", self.named(name)))
     }
 
     /// Every series called `name`.

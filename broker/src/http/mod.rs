@@ -8,7 +8,8 @@
 //! - `/ping`, `/info`, `/stats` in [`node`] (shapes in [`crate::stats`]);
 //! - `/pub`, `/mpub` in [`publish`];
 //! - `/topic/*`, `/channel/*` in [`admin`];
-//! - `/config/:opt` in [`config`].
+//! - `/config/:opt` in [`config`];
+//! - `/metrics` (not in nsqd) from [`crate::metrics`].
 
 mod admin;
 mod config;
@@ -55,9 +56,11 @@ enum Endpoint {
     Topic(TopicOp),
     Channel(ChannelOp),
     Config,
+    Metrics,
 }
 
-/// nsqd 1.3's routes (its debug/pprof endpoints are not offered), plus `HEAD /ping`.
+/// nsqd 1.3's routes (its debug/pprof endpoints are not offered), plus `HEAD /ping`
+/// and `GET /metrics` (not logged: Prometheus polls it).
 /// nsqd logs every request except publishes.
 const ROUTES: &[Route<Endpoint>] = &[
     route("GET", "/ping", Endpoint::Ping),
@@ -98,6 +101,9 @@ const ROUTES: &[Route<Endpoint>] = &[
     ),
     route("GET", "/config/:opt", Endpoint::Config),
     route("PUT", "/config/:opt", Endpoint::Config),
+    route("GET", "/metrics", Endpoint::Metrics)
+        .extra()
+        .unlogged(),
 ];
 
 async fn handle(State(nsqd): State<Arc<Nsqd>>, req: Request) -> Response {
@@ -125,6 +131,7 @@ async fn call(m: Matched<Endpoint>, nsqd: Arc<Nsqd>, req: Request) -> Response {
             Ok(p) => admin::channel(nsqd, op, p).await,
             Err(e) => Err(e),
         }),
+        Endpoint::Metrics => metrics(nsqd).await,
         Endpoint::Config => {
             let opt = m.param("opt").unwrap_or_default();
             v1(if req.method() == Method::PUT {
@@ -132,6 +139,25 @@ async fn call(m: Matched<Endpoint>, nsqd: Arc<Nsqd>, req: Request) -> Response {
             } else {
                 config::get(&nsqd, opt)
             })
+        }
+    }
+}
+
+/// Prometheus' scrape, built off the async threads so a large broker's
+/// formatting never delays message flow.
+async fn metrics(nsqd: Arc<Nsqd>) -> Response {
+    match tokio::task::spawn_blocking(move || crate::metrics::render(&nsqd)).await {
+        Ok(text) => {
+            let mut resp = Response::new(Body::from(text));
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+            );
+            resp
+        }
+        Err(e) => {
+            tracing::error!("panic in /metrics - {e}");
+            v1(Err(ApiError::internal()))
         }
     }
 }
