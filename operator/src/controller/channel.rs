@@ -3,7 +3,7 @@
 //! from every broker and from lookupd.
 
 use super::plan::{self, Step};
-use super::{apply_status, broker_failure_message, finish, key, Context, Error};
+use super::{after_status, apply_status, broker_outcome, finish, key, Context, Error};
 use crate::crd::{
     BrokerChannelStatus, DeletionPolicy, NsqChannel, NsqChannelStatus, NsqTopic, FINALIZER,
 };
@@ -171,22 +171,12 @@ async fn apply(obj: Arc<NsqChannel>, ctx: &Context) -> Result<Action, Error> {
         status.consumers += entry.consumers;
         status.brokers.push(entry);
     }
-    let (reason, message) = if !failed.is_empty() {
-        (
-            Reason::BrokerUnreachable,
-            broker_failure_message(&failed, brokers.len()),
+    let (reason, message) = broker_outcome(&failed, brokers.len(), || {
+        format!(
+            "channel {topic}/{channel} present on {} brokers",
+            brokers.len()
         )
-    } else if brokers.is_empty() {
-        (Reason::NoBrokers, "lookupd knows no brokers".to_owned())
-    } else {
-        (
-            Reason::Reconciled,
-            format!(
-                "channel {topic}/{channel} present on {} brokers",
-                brokers.len()
-            ),
-        )
-    };
+    });
     set_ready(&mut status, reason, message.clone());
     apply_status(
         ctx,
@@ -194,12 +184,7 @@ async fn apply(obj: Arc<NsqChannel>, ctx: &Context) -> Result<Action, Error> {
         serde_json::to_value(&status).unwrap_or_default(),
     )
     .await?;
-    if let Some((addr, err)) = failed.into_iter().next() {
-        ctx.event(&*obj, EventType::Warning, "BrokerUnreachable", message)
-            .await;
-        return Err(NsqError::Broker { addr, message: err }.into());
-    }
-    Ok(Action::requeue(ctx.resync))
+    after_status(ctx, &*obj, failed, message).await
 }
 
 async fn sync_broker(

@@ -12,6 +12,7 @@ pub mod topic;
 
 use crate::metrics::Metrics;
 use crate::nsq::{Nsq, NsqError};
+use crate::status::Reason;
 use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -208,11 +209,42 @@ fn finish<K: Resource>(
     result
 }
 
-fn broker_failure_message(failed: &[(String, String)], total: usize) -> String {
-    let detail: Vec<String> = failed.iter().map(|(a, e)| format!("{a}: {e}")).collect();
-    format!(
-        "{} of {total} brokers failed: {}",
-        failed.len(),
-        detail.join("; ")
-    )
+/// The Ready reason and message once every broker has been tried.
+fn broker_outcome(
+    failed: &[(String, String)],
+    total: usize,
+    ok: impl FnOnce() -> String,
+) -> (Reason, String) {
+    if !failed.is_empty() {
+        let detail: Vec<String> = failed.iter().map(|(a, e)| format!("{a}: {e}")).collect();
+        let msg = format!(
+            "{} of {total} brokers failed: {}",
+            failed.len(),
+            detail.join("; ")
+        );
+        (Reason::BrokerUnreachable, msg)
+    } else if total == 0 {
+        (Reason::NoBrokers, "lookupd knows no brokers".to_owned())
+    } else {
+        (Reason::Reconciled, ok())
+    }
+}
+
+/// Ends a reconcile whose status is written: any failed broker means an
+/// Event and back-off, else the next resync.
+async fn after_status<K>(
+    ctx: &Context,
+    obj: &K,
+    failed: Vec<(String, String)>,
+    message: String,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()>,
+{
+    if let Some((addr, err)) = failed.into_iter().next() {
+        ctx.event(obj, EventType::Warning, "BrokerUnreachable", message)
+            .await;
+        return Err(NsqError::Broker { addr, message: err }.into());
+    }
+    Ok(Action::requeue(ctx.resync))
 }

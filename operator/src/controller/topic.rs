@@ -3,7 +3,7 @@
 //! and from lookupd.
 
 use super::plan::{self, Step};
-use super::{apply_status, broker_failure_message, finish, key, Context, Error};
+use super::{after_status, apply_status, broker_outcome, finish, key, Context, Error};
 use crate::crd::{BrokerTopicStatus, DeletionPolicy, NsqTopic, NsqTopicStatus, FINALIZER};
 use crate::nsq::NsqError;
 use crate::status::{self, Reason};
@@ -128,19 +128,9 @@ async fn apply(obj: Arc<NsqTopic>, ctx: &Context) -> Result<Action, Error> {
         status.message_count += entry.message_count;
         status.brokers.push(entry);
     }
-    let (reason, message) = if !failed.is_empty() {
-        (
-            Reason::BrokerUnreachable,
-            broker_failure_message(&failed, brokers.len()),
-        )
-    } else if brokers.is_empty() {
-        (Reason::NoBrokers, "lookupd knows no brokers".to_owned())
-    } else {
-        (
-            Reason::Reconciled,
-            format!("topic {name} present on {} brokers", brokers.len()),
-        )
-    };
+    let (reason, message) = broker_outcome(&failed, brokers.len(), || {
+        format!("topic {name} present on {} brokers", brokers.len())
+    });
     set_ready(&mut status, reason, message.clone());
     apply_status(
         ctx,
@@ -148,12 +138,7 @@ async fn apply(obj: Arc<NsqTopic>, ctx: &Context) -> Result<Action, Error> {
         serde_json::to_value(&status).unwrap_or_default(),
     )
     .await?;
-    if let Some((addr, err)) = failed.into_iter().next() {
-        ctx.event(&*obj, EventType::Warning, "BrokerUnreachable", message)
-            .await;
-        return Err(NsqError::Broker { addr, message: err }.into());
-    }
-    Ok(Action::requeue(ctx.resync))
+    after_status(ctx, &*obj, failed, message).await
 }
 
 /// Brings one broker in line; returns its status entry and whether the topic
