@@ -3,7 +3,9 @@
 //! from every broker and from lookupd.
 
 use super::plan::{self, Step};
-use super::{after_status, apply_status, broker_outcome, finish, key, Context, Error};
+use super::{
+    after_status, apply_status, broker_outcome, finish, key, lookupd_down, Context, Error,
+};
 use crate::crd::{
     BrokerChannelStatus, DeletionPolicy, NsqChannel, NsqChannelStatus, NsqTopic, FINALIZER,
 };
@@ -91,12 +93,7 @@ async fn apply(obj: Arc<NsqChannel>, ctx: &Context) -> Result<Action, Error> {
         Ok(t) => t,
         Err(msg) => {
             set_ready(&mut status, Reason::TopicNotFound, msg);
-            apply_status(
-                ctx,
-                &*obj,
-                serde_json::to_value(&status).unwrap_or_default(),
-            )
-            .await?;
+            apply_status(ctx, &*obj, &status).await?;
             return Ok(Action::requeue(ctx.resync));
         }
     };
@@ -108,12 +105,7 @@ async fn apply(obj: Arc<NsqChannel>, ctx: &Context) -> Result<Action, Error> {
                 Reason::InvalidName,
                 format!("{n:?} is not a valid NSQ {what} name"),
             );
-            apply_status(
-                ctx,
-                &*obj,
-                serde_json::to_value(&status).unwrap_or_default(),
-            )
-            .await?;
+            apply_status(ctx, &*obj, &status).await?;
             return Ok(Action::await_change());
         }
     }
@@ -123,20 +115,7 @@ async fn apply(obj: Arc<NsqChannel>, ctx: &Context) -> Result<Action, Error> {
         Err(e) => {
             status.brokers = previous.brokers.clone();
             set_ready(&mut status, Reason::LookupdUnavailable, e.to_string());
-            apply_status(
-                ctx,
-                &*obj,
-                serde_json::to_value(&status).unwrap_or_default(),
-            )
-            .await?;
-            ctx.event(
-                &*obj,
-                EventType::Warning,
-                "LookupdUnavailable",
-                e.to_string(),
-            )
-            .await;
-            return Err(e.into());
+            return Err(lookupd_down(ctx, &*obj, &status, e).await);
         }
     };
     ctx.metrics.set_brokers(brokers.len());
@@ -178,12 +157,7 @@ async fn apply(obj: Arc<NsqChannel>, ctx: &Context) -> Result<Action, Error> {
         )
     });
     set_ready(&mut status, reason, message.clone());
-    apply_status(
-        ctx,
-        &*obj,
-        serde_json::to_value(&status).unwrap_or_default(),
-    )
-    .await?;
+    apply_status(ctx, &*obj, &status).await?;
     after_status(ctx, &*obj, failed, message).await
 }
 

@@ -136,7 +136,7 @@ fn key<K: Resource>(obj: &K) -> String {
 }
 
 /// Writes `status` through the status subresource with server-side apply.
-async fn apply_status<K>(ctx: &Context, obj: &K, status: serde_json::Value) -> Result<(), Error>
+async fn apply_status<K>(ctx: &Context, obj: &K, status: &impl Serialize) -> Result<(), Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -207,6 +207,24 @@ fn finish<K: Resource>(
         Err(e) => ctx.metrics.failure(kind, e.metric_reason()),
     }
     result
+}
+
+/// Ends a reconcile that found no lookupd: the status (already marked) is
+/// written, an Event recorded, and the error returned for back-off.
+async fn lookupd_down<K>(ctx: &Context, obj: &K, status: &impl Serialize, e: NsqError) -> Error
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug,
+{
+    if let Err(write) = apply_status(ctx, obj, status).await {
+        return write;
+    }
+    ctx.event(obj, EventType::Warning, "LookupdUnavailable", e.to_string())
+        .await;
+    e.into()
 }
 
 /// The Ready reason and message once every broker has been tried.

@@ -3,7 +3,9 @@
 //! and from lookupd.
 
 use super::plan::{self, Step};
-use super::{after_status, apply_status, broker_outcome, finish, key, Context, Error};
+use super::{
+    after_status, apply_status, broker_outcome, finish, key, lookupd_down, Context, Error,
+};
 use crate::crd::{BrokerTopicStatus, DeletionPolicy, NsqTopic, NsqTopicStatus, FINALIZER};
 use crate::nsq::NsqError;
 use crate::status::{self, Reason};
@@ -70,12 +72,7 @@ async fn apply(obj: Arc<NsqTopic>, ctx: &Context) -> Result<Action, Error> {
             Reason::InvalidName,
             format!("{name:?} is not a valid NSQ topic name (set spec.topicName)"),
         );
-        apply_status(
-            ctx,
-            &*obj,
-            serde_json::to_value(&status).unwrap_or_default(),
-        )
-        .await?;
+        apply_status(ctx, &*obj, &status).await?;
         return Ok(Action::await_change());
     }
 
@@ -85,20 +82,7 @@ async fn apply(obj: Arc<NsqTopic>, ctx: &Context) -> Result<Action, Error> {
             // Keep what we last saw of the brokers; only readiness changes.
             status.brokers = previous.brokers.clone();
             set_ready(&mut status, Reason::LookupdUnavailable, e.to_string());
-            apply_status(
-                ctx,
-                &*obj,
-                serde_json::to_value(&status).unwrap_or_default(),
-            )
-            .await?;
-            ctx.event(
-                &*obj,
-                EventType::Warning,
-                "LookupdUnavailable",
-                e.to_string(),
-            )
-            .await;
-            return Err(e.into());
+            return Err(lookupd_down(ctx, &*obj, &status, e).await);
         }
     };
     ctx.metrics.set_brokers(brokers.len());
@@ -132,12 +116,7 @@ async fn apply(obj: Arc<NsqTopic>, ctx: &Context) -> Result<Action, Error> {
         format!("topic {name} present on {} brokers", brokers.len())
     });
     set_ready(&mut status, reason, message.clone());
-    apply_status(
-        ctx,
-        &*obj,
-        serde_json::to_value(&status).unwrap_or_default(),
-    )
-    .await?;
+    apply_status(ctx, &*obj, &status).await?;
     after_status(ctx, &*obj, failed, message).await
 }
 
