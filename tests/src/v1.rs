@@ -38,14 +38,8 @@ impl V1Client {
     }
 
     pub fn connect_without_magic(addr: SocketAddr) -> V1Client {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        stream.set_nodelay(true).expect("nodelay");
-        stream
-            .set_write_timeout(Some(Duration::from_secs(5)))
-            .expect("write timeout");
         V1Client {
-            stream,
+            stream: crate::v2::open_stream(addr),
             buf: Vec::new(),
         }
     }

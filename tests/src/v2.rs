@@ -59,6 +59,17 @@ pub enum NoFrame {
     Closed,
 }
 
+/// A test connection: 5 s to connect and per write, no Nagle delay.
+pub(crate) fn open_stream(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .expect("write timeout");
+    stream
+}
+
 pub struct V2Client {
     stream: TcpStream,
     buf: Vec<u8>,
@@ -73,14 +84,8 @@ impl V2Client {
     }
 
     pub fn connect_without_magic(addr: SocketAddr) -> V2Client {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        stream.set_nodelay(true).expect("nodelay");
-        stream
-            .set_write_timeout(Some(Duration::from_secs(5)))
-            .expect("write timeout");
         V2Client {
-            stream,
+            stream: open_stream(addr),
             buf: Vec::new(),
         }
     }
