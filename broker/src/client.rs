@@ -11,7 +11,7 @@ pub const STATE_INIT: i32 = 0;
 pub const STATE_SUBSCRIBED: i32 = 3;
 pub const STATE_CLOSING: i32 = 4;
 
-/// What IDENTIFY told us, reported by `/stats`.
+/// What IDENTIFY and AUTH told us, reported by `/stats`.
 #[derive(Debug, Clone, Default)]
 pub struct ClientIdentity {
     pub client_id: String,
@@ -20,6 +20,14 @@ pub struct ClientIdentity {
     pub sample_rate: i32,
     pub topology_zone: String,
     pub topology_region: String,
+    /// Set once the TLS upgrade completes.
+    pub tls: Option<crate::tls::TlsInfo>,
+    pub snappy: bool,
+    pub deflate: bool,
+    /// The auth server granted at least one authorization.
+    pub authed: bool,
+    pub auth_identity: String,
+    pub auth_identity_url: String,
 }
 
 #[derive(Debug)]

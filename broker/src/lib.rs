@@ -7,8 +7,13 @@
 //! - [`tcp`]: the listener; reads the protocol magic.
 //! - [`protocol`]: TCP protocol V2: [`protocol::command`] parses bytes into
 //!   commands (pure, fuzzable), [`protocol::identify`] negotiates, and
-//!   [`protocol::v2`] runs one connection (commands, message pump, heartbeats).
-//! - [`http`]: nsqd's HTTP API (`/pub`, `/mpub`, `/stats`, `/topic/*`, ...).
+//!   [`protocol::v2`] runs one connection (commands, message pump, heartbeats)
+//!   over a [`protocol::transport`]: TCP or TLS, then [`protocol::snappy`] or
+//!   [`protocol::deflate`].
+//! - [`tls`]: the rustls configurations from `--tls-*` and what a TLS
+//!   connection reports; [`auth`]: AUTH against `--auth-http-address`.
+//! - [`http`]: nsqd's HTTP API (`/pub`, `/mpub`, `/stats`, `/topic/*`, ...),
+//!   on the HTTP and (with TLS) HTTPS listeners.
 //! - [`stats`]: `/stats` snapshots in nsqd's JSON and text shapes.
 //! - [`metrics`]: `/metrics` in Prometheus' text format, built from the same
 //!   snapshots; [`statsd`]: nsqd's statsd push loop over UDP.
@@ -28,6 +33,7 @@
 //! - [`queue_scan`]: in-flight/deferred deadlines and periodic fsync.
 //! - [`clock`]: monotonic instants as integers.
 
+pub mod auth;
 pub mod backend;
 pub mod channel;
 pub mod client;
@@ -48,4 +54,5 @@ pub mod server;
 pub mod stats;
 pub mod statsd;
 pub mod tcp;
+pub mod tls;
 pub mod topic;

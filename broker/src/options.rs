@@ -434,9 +434,13 @@ impl Options {
             // nsqd keeps command-line percentiles sorted high to low.
             percentiles.sort_by(|a, b| b.total_cmp(a));
         }
-        let (tls_required, tls_required_except_http) = p
+        let (mut tls_required, mut tls_required_except_http) = p
             .get::<(bool, bool)>("tls-required")
             .unwrap_or((false, false));
+        // nsqd: a client certificate policy implies TLS everywhere.
+        if !p.get_string("tls-client-auth-policy").is_empty() && !tls_required {
+            (tls_required, tls_required_except_http) = (true, false);
+        }
         Options {
             version: p.get_bool("version"),
             config_path: p.config_path().map(PathBuf::from),
@@ -502,7 +506,9 @@ impl Options {
         }
     }
 
-    /// Refuses what nsqd refuses at start-up, plus any TLS setting (not implemented yet).
+    /// Refuses what nsqd refuses at start-up (the TLS files are read later, by
+    /// [`crate::tls::server_config`]), and a client certificate policy nsqd
+    /// would silently ignore.
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=9).contains(&self.max_deflate_level) {
             return Err("--max-deflate-level must be [1,9]".into());
@@ -513,23 +519,13 @@ impl Options {
         if self.tls_required && self.tls_cert.is_empty() && self.tls_key.is_empty() {
             return Err("cannot require TLS client connections without TLS key and cert".into());
         }
-        let tls_flags: Vec<&str> = [
-            ("--tls-required", self.tls_required),
-            ("--tls-cert", !self.tls_cert.is_empty()),
-            ("--tls-key", !self.tls_key.is_empty()),
-            (
-                "--tls-client-auth-policy",
-                !self.tls_client_auth_policy.is_empty(),
-            ),
-            ("--tls-root-ca-file", !self.tls_root_ca_file.is_empty()),
-        ]
-        .into_iter()
-        .filter_map(|(name, set)| set.then_some(name))
-        .collect();
-        if !tls_flags.is_empty() {
+        if !matches!(
+            self.tls_client_auth_policy.as_str(),
+            "" | "require" | "require-verify"
+        ) {
             return Err(format!(
-                "TLS is not supported yet by this nsqd; remove {}",
-                tls_flags.join(", ")
+                "--tls-client-auth-policy must be require or require-verify, not {:?}",
+                self.tls_client_auth_policy
             ));
         }
         if self.auth_http_request_method != "get" && self.auth_http_request_method != "post" {
@@ -878,7 +874,7 @@ max_deflate_level = 3
     }
 
     #[test]
-    fn validate_refuses_what_nsqd_refuses_and_tls() {
+    fn validate_refuses_what_nsqd_refuses() {
         let bad = |args: &[&str]| parse(args).unwrap().validate().unwrap_err();
         assert!(bad(&["--max-deflate-level=0"]).contains("[1,9]"));
         assert!(bad(&["--node-id=1024"]).contains("[0,1024)"));
@@ -887,17 +883,23 @@ max_deflate_level = 3
         assert!(bad(&["--e2e-processing-latency-percentile=1.5"]).contains("percentile"));
         assert!(bad(&["--e2e-processing-latency-percentile=0"]).contains("percentile"));
         assert!(bad(&["--tls-required"]).contains("without TLS key and cert"));
-        for args in [
-            &["--tls-cert=c.pem", "--tls-key=k.pem"][..],
-            &[
+        assert!(bad(&["--tls-client-auth-policy=require"]).contains("without TLS key and cert"));
+        assert!(bad(&[
+            "--tls-cert=c",
+            "--tls-key=k",
+            "--tls-client-auth-policy=maybe"
+        ])
+        .contains("must be require or require-verify"));
+        assert_eq!(
+            parse(&[
                 "--tls-cert=c.pem",
                 "--tls-key=k.pem",
-                "--tls-required=tcp-https",
-            ],
-            &["--tls-root-ca-file=ca.pem"],
-        ] {
-            assert!(bad(args).contains("TLS is not supported yet"), "{args:?}");
-        }
+                "--tls-required=tcp-https"
+            ])
+            .unwrap()
+            .validate(),
+            Ok(())
+        );
         assert_eq!(
             parse(&["--tls-required=false", "--auth-http-request-method=post"])
                 .unwrap()
@@ -915,6 +917,17 @@ max_deflate_level = 3
         let o = parse(&["-tls-required"]).unwrap();
         assert_eq!(o.get_by_cfg_name("tls_required"), Some(json!(2)));
         assert!(parse(&["--tls-min-version=tls9"]).is_err());
+        let o = parse(&["--tls-client-auth-policy=require-verify"]).unwrap();
+        assert!(
+            o.tls_required && !o.tls_required_except_http,
+            "policy implies TLS"
+        );
+        let o = parse(&[
+            "--tls-client-auth-policy=require",
+            "--tls-required=tcp-https",
+        ])
+        .unwrap();
+        assert!(o.tls_required_except_http, "an explicit setting stays");
     }
 
     #[test]

@@ -21,15 +21,40 @@ pub async fn run(opts: Options) -> Result<(), String> {
         &opts.e2e_processing_latency_percentiles,
     );
     let nsqd = Nsqd::new(opts)?;
+    let opts = nsqd.opts();
+    if let Some(note) = nsqd
+        .tls
+        .as_ref()
+        .and_then(|_| crate::tls::min_version_note(opts.tls_min_version))
+    {
+        tracing::warn!("{note}");
+    }
+    // nsqd serves HTTPS only with TLS configured and an address to listen on.
+    let https = match (&nsqd.tls, opts.https_address.as_str()) {
+        (Some(acceptor), addr) if !addr.is_empty() => {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("listen ({addr}) failed - {e}"))?;
+            Some((l, acceptor.clone()))
+        }
+        _ => None,
+    };
     let tcp_addr = tcp.local_addr().map_err(|e| e.to_string())?;
     let http_addr = http.local_addr().map_err(|e| e.to_string())?;
     let _ = nsqd.tcp_addr.set(tcp_addr);
     let _ = nsqd.http_addr.set(http_addr);
     tracing::info!("TCP: listening on {tcp_addr}");
     tracing::info!("HTTP: listening on {http_addr}");
+    if let Some((l, _)) = &https {
+        let addr = l.local_addr().map_err(|e| e.to_string())?;
+        let _ = nsqd.https_addr.set(addr);
+        tracing::info!("HTTPS: listening on {addr}");
+    }
 
     let tcp_task = tokio::spawn(crate::tcp::serve(Arc::clone(&nsqd), tcp));
     let http_task = tokio::spawn(crate::http::serve(Arc::clone(&nsqd), http));
+    let https_task = https
+        .map(|(l, acceptor)| tokio::spawn(crate::http::serve_tls(Arc::clone(&nsqd), l, acceptor)));
     let scan_task = tokio::spawn(crate::queue_scan::deadlines(Arc::clone(&nsqd)));
     let lookup_task = tokio::spawn(crate::lookup::run(Arc::clone(&nsqd)));
     let syncer = crate::queue_scan::spawn_syncer(Arc::clone(&nsqd));
@@ -41,6 +66,9 @@ pub async fn run(opts: Options) -> Result<(), String> {
     nsqd.begin_shutdown();
     let _ = tcp_task.await;
     let _ = http_task.await;
+    if let Some(t) = https_task {
+        let _ = t.await;
+    }
     let _ = scan_task.await;
     let _ = lookup_task.await;
     if let Some(t) = statsd_task {

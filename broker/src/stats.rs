@@ -147,9 +147,9 @@ pub struct PubCount {
     pub count: u64,
 }
 
-/// nsqd's `ClientV2Stats`. TLS, compression and auth are not offered, so those
-/// fields keep their off values (the `authed` fields are omitted, as nsqd does
-/// when they are empty).
+/// nsqd's `ClientV2Stats`. The auth fields are omitted when empty, as nsqd
+/// does; the `tls_client_cert_*` fields (not in nsqd) only appear for a client
+/// that showed a certificate.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClientStats {
     pub client_id: String,
@@ -167,6 +167,12 @@ pub struct ClientStats {
     pub deflate: bool,
     pub snappy: bool,
     pub user_agent: String,
+    #[serde(skip_serializing_if = "is_false")]
+    pub authed: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub auth_identity: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub auth_identity_url: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pub_counts: Vec<PubCount>,
     pub tls: bool,
@@ -174,6 +180,12 @@ pub struct ClientStats {
     pub tls_version: String,
     pub tls_negotiated_protocol: String,
     pub tls_negotiated_protocol_is_mutual: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tls_client_cert_subject: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tls_client_cert_issuer: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tls_client_cert_serial: String,
     pub topology_zone: String,
     pub topology_region: String,
 }
@@ -348,7 +360,11 @@ impl<'a> LatencyCollector<'a> {
 /// One connection's stats; publish counts are limited to `topic` when it is set.
 pub fn client_stats(c: &ClientShared, topic: &str) -> ClientStats {
     use std::sync::atomic::Ordering::Relaxed;
-    let ident = c.identity.lock().clone();
+    let mut ident = c.identity.lock().clone();
+    let tls_info = ident.tls.take();
+    let is_tls = tls_info.is_some();
+    let tls = tls_info.unwrap_or_default();
+    let cert = tls.client_cert.unwrap_or_default();
     let pub_counts = c
         .pub_counts
         .lock()
@@ -372,18 +388,29 @@ pub fn client_stats(c: &ClientShared, topic: &str) -> ClientStats {
         requeue_count: c.requeue_count.load(Relaxed),
         connect_ts: c.connect_ts,
         sample_rate: ident.sample_rate,
-        deflate: false,
-        snappy: false,
+        deflate: ident.deflate,
+        snappy: ident.snappy,
         user_agent: ident.user_agent,
+        authed: ident.authed,
+        auth_identity: ident.auth_identity,
+        auth_identity_url: ident.auth_identity_url,
         pub_counts,
-        tls: false,
-        tls_cipher_suite: String::new(),
-        tls_version: String::new(),
-        tls_negotiated_protocol: String::new(),
-        tls_negotiated_protocol_is_mutual: false,
+        tls: is_tls,
+        tls_cipher_suite: tls.cipher_suite,
+        tls_version: tls.version,
+        tls_negotiated_protocol: tls.negotiated_protocol,
+        // Go reports true for every TLS connection (the field is deprecated there).
+        tls_negotiated_protocol_is_mutual: is_tls,
+        tls_client_cert_subject: cert.subject,
+        tls_client_cert_issuer: cert.issuer,
+        tls_client_cert_serial: cert.serial,
         topology_zone: ident.topology_zone,
         topology_region: ident.topology_region,
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The process's memory in nsqd's keys (see [`MemStats`]).
@@ -686,12 +713,18 @@ mod tests {
             deflate: false,
             snappy: false,
             user_agent: "ua".into(),
+            authed: false,
+            auth_identity: String::new(),
+            auth_identity_url: String::new(),
             pub_counts: Vec::new(),
             tls: false,
             tls_cipher_suite: String::new(),
             tls_version: String::new(),
             tls_negotiated_protocol: String::new(),
             tls_negotiated_protocol_is_mutual: false,
+            tls_client_cert_subject: String::new(),
+            tls_client_cert_issuer: String::new(),
+            tls_client_cert_serial: String::new(),
             topology_zone: String::new(),
             topology_region: String::new(),
         };

@@ -10,9 +10,13 @@
 //! - `/topic/*`, `/channel/*` in [`admin`];
 //! - `/config/:opt` in [`config`];
 //! - `/metrics` (not in nsqd) from [`crate::metrics`].
+//!
+//! The same API is served over HTTPS ([`https`]) when TLS is configured;
+//! `--tls-required=true` turns plain HTTP away as nsqd does.
 
 mod admin;
 mod config;
+pub mod https;
 mod node;
 pub mod publish;
 #[cfg(test)]
@@ -31,8 +35,10 @@ use nsq_common::http::{
     dispatch, plain_text, route, v1, ApiError, Matched, Params, Route, X_NSQ_CONTENT_TYPE,
 };
 use nsq_common::names::is_valid_topic_name;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 /// Serves the API on `listener` until the broker shuts down, then lets in-flight
 /// requests finish (bounded by [`nsq_common::http::SHUTDOWN_GRACE`]).
@@ -41,9 +47,17 @@ pub async fn serve(nsqd: Arc<Nsqd>, listener: TcpListener) {
     nsq_common::http::serve(listener, router(nsqd), shutdown, "HTTP").await;
 }
 
-/// The API as an axum router (also what tests drive).
+/// The same API over TLS on `--https-address`.
+pub async fn serve_tls(nsqd: Arc<Nsqd>, listener: TcpListener, acceptor: TlsAcceptor) {
+    let shutdown = nsqd.shutdown_signal();
+    let tls = https::TlsListener::new(listener, acceptor, nsqd.shutdown_signal());
+    let app = Router::new().fallback(handle).with_state((nsqd, true));
+    nsq_common::http::serve(tls, app, shutdown, "HTTPS").await;
+}
+
+/// The API as an axum router for plain HTTP (also what tests drive).
 pub fn router(nsqd: Arc<Nsqd>) -> Router {
-    Router::new().fallback(handle).with_state(nsqd)
+    Router::new().fallback(handle).with_state((nsqd, false))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,10 +120,11 @@ const ROUTES: &[Route<Endpoint>] = &[
         .unlogged(),
 ];
 
-async fn handle(State(nsqd): State<Arc<Nsqd>>, req: Request) -> Response {
+/// `secure` is true on the HTTPS listener.
+async fn handle(State((nsqd, secure)): State<(Arc<Nsqd>, bool)>, req: Request) -> Response {
     let opts = nsqd.opts();
-    if opts.tls_required && !opts.tls_required_except_http {
-        return tls_required(&opts.https_address);
+    if !secure && opts.tls_required && !opts.tls_required_except_http {
+        return tls_required(nsqd.https_addr.get().map_or(0, SocketAddr::port));
     }
     drop(opts);
     dispatch(ROUTES, req, |m, req| call(m, nsqd, req)).await
@@ -187,12 +202,9 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
-/// nsqd's refusal of plain HTTP when `--tls-required` is set.
-fn tls_required(https_address: &str) -> Response {
-    let port = https_address
-        .rsplit_once(':')
-        .and_then(|(_, p)| p.parse::<u16>().ok())
-        .unwrap_or(0);
+/// nsqd's refusal of plain HTTP when `--tls-required` is set, naming the
+/// HTTPS port it listens on (0 when none).
+fn tls_required(port: u16) -> Response {
     let mut resp = Response::new(Body::from(format!(
         r#"{{"message": "TLS_REQUIRED", "https_port": {port}}}"#
     )));

@@ -22,6 +22,12 @@ pub struct ParseContext {
     pub max_msg_size: i64,
     pub max_req_timeout_ms: i64,
     pub max_rdy_count: i64,
+    /// `--tls-required` is set and this connection has not upgraded yet:
+    /// everything but IDENTIFY is refused.
+    pub tls_missing: bool,
+    /// Auth is on and the client holds no authorizations: MPUB is refused
+    /// before its body is read, as nsqd does.
+    pub auth_first: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +79,12 @@ pub fn parse(buf: &mut BytesMut, ctx: &ParseContext) -> Result<Option<Command>, 
     let line = &buf[..line_end];
     let params: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
     let body_start = nl + 1;
+    if ctx.tls_missing && params[0] != b"IDENTIFY" {
+        return Err(ClientError::invalid(format!(
+            "cannot {} in current state (TLS required)",
+            lossy(params[0])
+        )));
+    }
     let parsed = match params[0] {
         b"IDENTIFY" => {
             if ctx.state != STATE_INIT {
@@ -109,6 +121,12 @@ pub fn parse(buf: &mut BytesMut, ctx: &ParseContext) -> Result<Option<Command>, 
                         "E_BAD_TOPIC MPUB topic name {} is not valid",
                         go_quote(params[1])
                     ),
+                ));
+            }
+            if ctx.auth_first {
+                return Err(ClientError::fatal(
+                    "E_AUTH_FIRST",
+                    "AUTH required before MPUB",
                 ));
             }
             let topic = lossy(params[1]);
@@ -420,7 +438,52 @@ mod tests {
             max_msg_size: 100,
             max_req_timeout_ms: 3_600_000,
             max_rdy_count: 2500,
+            tls_missing: false,
+            auth_first: false,
         }
+    }
+
+    #[test]
+    fn tls_required_refuses_everything_but_identify_before_reading_a_body() {
+        let c = ParseContext {
+            tls_missing: true,
+            ..ctx(STATE_INIT)
+        };
+        for (input, want) in [
+            (
+                &b"PUB t\n"[..],
+                "E_INVALID cannot PUB in current state (TLS required)",
+            ),
+            (
+                b"NOP\n",
+                "E_INVALID cannot NOP in current state (TLS required)",
+            ),
+            (
+                b"BOGUS x\n",
+                "E_INVALID cannot BOGUS in current state (TLS required)",
+            ),
+        ] {
+            let e = parse(&mut BytesMut::from(input), &c).unwrap_err();
+            assert_eq!((e.to_string().as_str(), e.fatal), (want, true));
+        }
+        let ok = parse(&mut BytesMut::from(&b"IDENTIFY\n\0\0\0\x02{}"[..]), &c).unwrap();
+        assert!(matches!(ok, Some(Command::Identify(_))));
+    }
+
+    #[test]
+    fn mpub_before_auth_fails_before_its_body() {
+        let c = ParseContext {
+            auth_first: true,
+            ..ctx(STATE_INIT)
+        };
+        let e = parse(&mut BytesMut::from(&b"MPUB t\n"[..]), &c).unwrap_err();
+        assert_eq!(e.to_string(), "E_AUTH_FIRST AUTH required before MPUB");
+        let e = parse(&mut BytesMut::from(&b"MPUB b@d\n"[..]), &c).unwrap_err();
+        assert_eq!(e.code, "E_BAD_TOPIC", "the topic is checked first");
+        // PUB reads its body first, then auth decides (in the connection).
+        assert!(parse(&mut BytesMut::from(&b"PUB t\n"[..]), &c)
+            .unwrap()
+            .is_none());
     }
 
     fn parse_all(input: &[u8], state: i32) -> Result<Option<Command>, ClientError> {

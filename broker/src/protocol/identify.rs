@@ -134,22 +134,59 @@ pub fn parse(body: &[u8]) -> Result<IdentifyData, ClientError> {
     serde_json::from_value(v).map_err(|_| bad())
 }
 
-/// The feature-negotiation JSON. TLS, compression and auth are not built yet,
-/// so they are honestly reported as off.
-pub fn response(opts: &Options, s: &ClientSettings) -> Vec<u8> {
+/// The connection features IDENTIFY turns on, in nsqd's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Features {
+    pub tls: bool,
+    pub snappy: bool,
+    pub deflate: bool,
+    /// Reported even when deflate is off, as nsqd does.
+    pub deflate_level: i64,
+}
+
+/// nsqd's negotiation: a feature is on when the client asks and the broker
+/// offers it; the deflate level defaults to 6 and is capped by
+/// `--max-deflate-level`; snappy and deflate together are refused.
+pub fn negotiate(
+    d: &IdentifyData,
+    opts: &Options,
+    tls_offered: bool,
+) -> Result<Features, ClientError> {
+    let deflate = opts.deflate_enabled && d.deflate;
+    let mut deflate_level = 6;
+    if deflate && d.deflate_level > 0 {
+        deflate_level = d.deflate_level;
+    }
+    deflate_level = deflate_level.min(opts.max_deflate_level);
+    let snappy = opts.snappy_enabled && d.snappy;
+    if deflate && snappy {
+        return Err(ClientError::fatal(
+            "E_IDENTIFY_FAILED",
+            "cannot enable both deflate and snappy compression",
+        ));
+    }
+    Ok(Features {
+        tls: tls_offered && d.tls_v1,
+        snappy,
+        deflate,
+        deflate_level,
+    })
+}
+
+/// The feature-negotiation JSON.
+pub fn response(opts: &Options, s: &ClientSettings, f: &Features, auth_required: bool) -> Vec<u8> {
     let r = Negotiated {
         max_rdy_count: opts.max_rdy_count,
         version: nsq_common::version::NSQ_VERSION,
         max_msg_timeout: opts.max_msg_timeout.as_millis() as i64,
         msg_timeout: s.msg_timeout.as_millis() as i64,
-        tls_v1: false,
-        deflate: false,
-        // nsqd reports its default level, capped, even with deflate off.
-        deflate_level: 6.min(opts.max_deflate_level),
+        tls_v1: f.tls,
+        deflate: f.deflate,
+        deflate_level: f.deflate_level,
         max_deflate_level: opts.max_deflate_level,
-        snappy: false,
+        snappy: f.snappy,
         sample_rate: s.sample_rate,
-        auth_required: false,
+        auth_required,
         output_buffer_size: s.output_buffer_size,
         output_buffer_timeout: s.output_buffer_timeout.as_millis() as i64,
         topology_zone: &opts.topology_zone,
@@ -177,5 +214,48 @@ mod tests {
             "E_BAD_BODY IDENTIFY failed to decode JSON body"
         );
         assert!(parse(b"[1]").is_err());
+    }
+
+    fn ask(json: &str, opts: &Options, tls: bool) -> Result<Features, ClientError> {
+        negotiate(&parse(json.as_bytes()).unwrap(), opts, tls)
+    }
+
+    #[test]
+    fn deflate_level_defaults_to_6_and_is_capped() {
+        let opts = Options::default();
+        let level = |json: &str| ask(json, &opts, false).unwrap().deflate_level;
+        assert_eq!(level(r#"{"deflate":true,"deflate_level":0}"#), 6);
+        assert_eq!(level(r#"{"deflate":true,"deflate_level":10}"#), 6);
+        assert_eq!(level(r#"{"deflate":true,"deflate_level":3}"#), 3);
+        assert_eq!(level(r#"{"deflate":false,"deflate_level":3}"#), 6);
+        let opts =
+            Options::parse_from(["nsqd", "--max-deflate-level=9"].map(String::from)).unwrap();
+        assert_eq!(
+            ask(r#"{"deflate":true,"deflate_level":10}"#, &opts, false)
+                .unwrap()
+                .deflate_level,
+            9
+        );
+    }
+
+    #[test]
+    fn features_need_both_sides() {
+        let opts = Options::default();
+        let f = ask(r#"{"tls_v1":true,"snappy":true}"#, &opts, false).unwrap();
+        assert!(!f.tls && f.snappy && !f.deflate);
+        assert!(ask(r#"{"tls_v1":true}"#, &opts, true).unwrap().tls);
+        let off =
+            Options::parse_from(["nsqd", "--snappy=false", "--deflate=false"].map(String::from))
+                .unwrap();
+        let f = ask(r#"{"snappy":true,"deflate":true}"#, &off, true).unwrap();
+        assert!(!f.snappy && !f.deflate);
+        let e = ask(r#"{"snappy":true,"deflate":true}"#, &opts, true).unwrap_err();
+        assert_eq!(
+            (e.to_string().as_str(), e.fatal),
+            (
+                "E_IDENTIFY_FAILED cannot enable both deflate and snappy compression",
+                true
+            )
+        );
     }
 }

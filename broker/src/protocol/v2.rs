@@ -4,11 +4,16 @@
 //! Owning everything in one task means no write lock and no per-message hand-off:
 //! responses and message frames share one output buffer, flushed at nsqd's
 //! moments (after a response, when the buffer is full, when RDY is exhausted,
-//! or when the output-buffer timeout passes).
+//! or when the output-buffer timeout passes). The bytes go through the
+//! connection's [`Transport`] (TLS and compression once IDENTIFY negotiates
+//! them); AUTH and the authorization checks before SUB and the publishes are
+//! the only commands that wait on the network.
 
 use super::command::{self, Command, ParseContext};
-use super::error::ClientError;
-use super::identify::{self, ClientSettings};
+use super::error::{go_quote, ClientError};
+use super::identify::{self, ClientSettings, Features};
+use super::transport::Transport;
+use crate::auth::{self, AuthState};
 use crate::channel::Channel;
 use crate::client::{ClientShared, STATE_CLOSING, STATE_SUBSCRIBED};
 use crate::nsqd::Nsqd;
@@ -19,9 +24,11 @@ use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
+
+/// nsqd's deadline for the TLS handshake after IDENTIFY.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 const READ_CHUNK: usize = 64 * 1024;
 /// Upper bound on messages moved per channel lock, to keep other consumers fed.
@@ -30,7 +37,7 @@ const TAKE_BATCH: i64 = 256;
 struct Conn {
     nsqd: Arc<Nsqd>,
     client: Arc<ClientShared>,
-    stream: TcpStream,
+    io: Transport,
     input: BytesMut,
     output: BytesMut,
     settings: ClientSettings,
@@ -43,6 +50,15 @@ struct Conn {
     fins: Vec<MessageId>,
     /// Limits from the options, fixed for the connection's life.
     limits: ParseContext,
+    /// Upgrades IDENTIFY negotiated, made right after its response is sent.
+    upgrade: Option<Features>,
+    /// `--auth-http-address` was given when the client connected.
+    auth_enabled: bool,
+    /// What AUTH sent, kept to re-authorize when the grant expires.
+    auth_secret: String,
+    auth: Option<AuthState>,
+    /// The client certificate's common name, for the auth server.
+    common_name: String,
 }
 
 /// Serves a connection whose `  V2` magic has been read; `input` holds any bytes
@@ -60,7 +76,7 @@ pub async fn serve(nsqd: Arc<Nsqd>, stream: TcpStream, input: BytesMut) {
         rng: client.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
         nsqd: Arc::clone(&nsqd),
         client: Arc::clone(&client),
-        stream,
+        io: Transport::new(stream),
         input,
         output: BytesMut::with_capacity(settings.output_buffer_size.max(4096)),
         settings,
@@ -75,12 +91,19 @@ pub async fn serve(nsqd: Arc<Nsqd>, stream: TcpStream, input: BytesMut) {
             max_msg_size: opts.max_msg_size,
             max_req_timeout_ms: opts.max_req_timeout.as_millis() as i64,
             max_rdy_count: opts.max_rdy_count,
+            tls_missing: opts.tls_required,
+            auth_first: false,
         },
+        upgrade: None,
+        auth_enabled: !opts.auth_http_addresses.is_empty(),
+        auth_secret: String::new(),
+        auth: None,
+        common_name: String::new(),
     };
     if let Err(e) = conn.run().await {
         tracing::debug!("PROTOCOL(V2): [{remote}] connection error - {e}");
     }
-    let _ = conn.stream.shutdown().await;
+    conn.io.shutdown().await;
     if let Some((topic, channel)) = conn.sub.take() {
         nsqd.client_left(&topic, &channel, client.id);
     }
@@ -108,10 +131,17 @@ impl Conn {
                 }
                 match parsed {
                     Ok(None) => break,
-                    Ok(Some(cmd)) => match self.exec(cmd) {
+                    Ok(Some(cmd)) => match self.exec_checked(cmd).await {
                         Ok(Some(resp)) => {
                             put_frame(&mut self.output, FRAME_TYPE_RESPONSE, &resp);
                             responded = true;
+                            if let Some(features) = self.upgrade.take() {
+                                self.flush().await?;
+                                responded = false;
+                                if self.upgrade(features).await? {
+                                    return Ok(());
+                                }
+                            }
                         }
                         Ok(None) => {}
                         Err(e) => {
@@ -181,7 +211,7 @@ impl Conn {
                     self.flush().await?;
                     return Ok(());
                 }
-                n = self.stream.read_buf(&mut self.input) => {
+                n = self.io.read(&mut self.input) => {
                     if n? == 0 {
                         return Ok(());
                     }
@@ -217,6 +247,8 @@ impl Conn {
         ParseContext {
             state: self.client.state.load(Ordering::Acquire),
             heartbeats_enabled: !self.settings.heartbeat_interval.is_zero(),
+            tls_missing: self.limits.tls_missing && !self.io.is_tls(),
+            auth_first: self.auth_enabled && !self.has_authorizations(),
             ..self.limits
         }
     }
@@ -288,7 +320,7 @@ impl Conn {
         }
         // Like nsqd's write deadline: a client that stops reading for a whole
         // heartbeat interval is dropped rather than stalling this task forever.
-        let write = self.stream.write_all(&self.output);
+        let write = self.io.write_all(&self.output);
         let hb = self.settings.heartbeat_interval;
         if hb.is_zero() {
             write.await?;
@@ -314,7 +346,7 @@ impl Conn {
         match cmd {
             Command::Nop => Ok(None),
             Command::Identify(body) => self.identify(&body),
-            Command::Auth(_) => Err(ClientError::fatal("E_AUTH_DISABLED", "AUTH disabled")),
+            Command::Auth(_) => unreachable!("AUTH runs in exec_checked"),
             Command::Pub { topic, body } => {
                 self.publish(&topic, std::iter::once(body), 1, 0, "E_PUB_FAILED", "PUB")?;
                 Ok(Some(Bytes::from_static(OK)))
@@ -416,7 +448,190 @@ impl Conn {
         if !data.feature_negotiation {
             return Ok(Some(Bytes::from_static(b"OK")));
         }
-        Ok(Some(Bytes::from(identify::response(&opts, &settings))))
+        let features = identify::negotiate(&data, &opts, self.nsqd.tls.is_some())?;
+        let resp = identify::response(&opts, &settings, &features, self.auth_enabled);
+        if features.tls || features.snappy || features.deflate {
+            self.upgrade = Some(features);
+        }
+        Ok(Some(Bytes::from(resp)))
+    }
+
+    /// Runs a command, first asking the auth server when AUTH is on: AUTH
+    /// itself, and the authorization SUB and the publishes need.
+    async fn exec_checked(&mut self, cmd: Command) -> Result<Option<Bytes>, ClientError> {
+        if !self.auth_enabled {
+            if let Command::Auth(_) = cmd {
+                return Err(ClientError::fatal("E_AUTH_DISABLED", "AUTH disabled"));
+            }
+            return self.exec(cmd);
+        }
+        match &cmd {
+            Command::Auth(secret) => return self.authenticate(secret).await,
+            Command::Pub { topic, .. } => self.authorize("PUB", topic, "").await?,
+            Command::Mpub { topic, .. } => self.authorize("MPUB", topic, "").await?,
+            Command::Dpub { topic, .. } => self.authorize("DPUB", topic, "").await?,
+            Command::Sub { topic, channel } => self.authorize("SUB", topic, channel).await?,
+            _ => {}
+        }
+        self.exec(cmd)
+    }
+
+    fn has_authorizations(&self) -> bool {
+        self.auth
+            .as_ref()
+            .is_some_and(|a| !a.authorizations.is_empty())
+    }
+
+    /// nsqd's AUTH: one grant per connection, refreshed when it expires.
+    async fn authenticate(&mut self, secret: &[u8]) -> Result<Option<Bytes>, ClientError> {
+        if self.has_authorizations() {
+            return Err(ClientError::invalid("AUTH already set"));
+        }
+        self.auth_secret = String::from_utf8_lossy(secret).into_owned();
+        self.query_auth().await?;
+        if !self.has_authorizations() {
+            return Err(ClientError::fatal(
+                "E_UNAUTHORIZED",
+                "AUTH no authorizations found",
+            ));
+        }
+        let state = self.auth.as_ref().expect("just set");
+        let resp = serde_json::json!({
+            "identity": state.identity,
+            "identity_url": state.identity_url,
+            "permission_count": state.authorizations.len(),
+        });
+        Ok(Some(Bytes::from(resp.to_string())))
+    }
+
+    /// nsqd's `CheckAuth`.
+    async fn authorize(
+        &mut self,
+        cmd: &str,
+        topic: &str,
+        channel: &str,
+    ) -> Result<(), ClientError> {
+        if !self.has_authorizations() {
+            return Err(ClientError::fatal(
+                "E_AUTH_FIRST",
+                format!("AUTH required before {cmd}"),
+            ));
+        }
+        if self.auth.as_ref().is_some_and(AuthState::is_expired) {
+            self.query_auth().await?;
+        }
+        if self
+            .auth
+            .as_ref()
+            .is_some_and(|a| a.is_allowed(topic, channel))
+        {
+            return Ok(());
+        }
+        Err(ClientError::fatal(
+            "E_UNAUTHORIZED",
+            format!(
+                "AUTH failed for {cmd} on {} {}",
+                go_quote(topic.as_bytes()),
+                go_quote(channel.as_bytes())
+            ),
+        ))
+    }
+
+    /// Asks the auth servers; their errors are logged, never shown to the client.
+    async fn query_auth(&mut self) -> Result<(), ClientError> {
+        let remote = &self.client.remote_address;
+        let remote_ip = remote
+            .rsplit_once(':')
+            .map_or(remote.as_str(), |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let asker = auth::Asker {
+            remote_ip,
+            tls: self.io.is_tls(),
+            common_name: &self.common_name,
+            secret: &self.auth_secret,
+        };
+        let servers = self.nsqd.auth_servers(&self.nsqd.opts());
+        match auth::query_any(&servers, &asker).await {
+            Ok(state) => {
+                let mut ident = self.client.identity.lock();
+                ident.authed = !state.authorizations.is_empty();
+                ident.auth_identity = state.identity.clone();
+                ident.auth_identity_url = state.identity_url.clone();
+                drop(ident);
+                self.auth = Some(state);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!("PROTOCOL(V2): [{remote}] AUTH failed {e}");
+                Err(ClientError::fatal("E_AUTH_FAILED", "AUTH failed"))
+            }
+        }
+    }
+
+    /// The upgrades IDENTIFY negotiated, in nsqd's order: TLS, then snappy or
+    /// deflate, each confirmed by an `OK` frame over the new stream. Bytes the
+    /// client sent past IDENTIFY belong to the new stream. Returns true when
+    /// the connection must close.
+    async fn upgrade(&mut self, f: Features) -> std::io::Result<bool> {
+        let remote = self.client.remote_address.clone();
+        let mut leftover = self.input.split();
+        if f.tls {
+            tracing::info!("PROTOCOL(V2): [{remote}] upgrading connection to TLS");
+            let acceptor = self
+                .nsqd
+                .tls
+                .clone()
+                .expect("TLS negotiated only when configured");
+            let handshake = self
+                .io
+                .start_tls(
+                    &acceptor,
+                    std::mem::take(&mut leftover),
+                    TLS_HANDSHAKE_TIMEOUT,
+                )
+                .await;
+            match handshake {
+                Ok(info) => {
+                    self.common_name = info.common_name().to_owned();
+                    self.client.identity.lock().tls = Some(info);
+                }
+                Err(e) => {
+                    let e = ClientError::fatal("E_IDENTIFY_FAILED", format!("IDENTIFY failed {e}"));
+                    return self.send_error(&e).await;
+                }
+            }
+            self.send_ok().await?;
+        }
+        if (f.snappy || f.deflate) && self.io.is_compressed() {
+            let e = ClientError::fatal(
+                "E_IDENTIFY_FAILED",
+                "IDENTIFY failed compression already negotiated",
+            );
+            return self.send_error(&e).await;
+        }
+        if f.snappy {
+            tracing::info!("PROTOCOL(V2): [{remote}] upgrading connection to snappy");
+            self.io.start_snappy(std::mem::take(&mut leftover));
+            self.client.identity.lock().snappy = true;
+            self.send_ok().await?;
+        }
+        if f.deflate {
+            tracing::info!(
+                "PROTOCOL(V2): [{remote}] upgrading connection to deflate (level {})",
+                f.deflate_level
+            );
+            self.io
+                .start_deflate(f.deflate_level as u32, std::mem::take(&mut leftover));
+            self.client.identity.lock().deflate = true;
+            self.send_ok().await?;
+        }
+        Ok(false)
+    }
+
+    async fn send_ok(&mut self) -> std::io::Result<()> {
+        put_frame(&mut self.output, FRAME_TYPE_RESPONSE, b"OK");
+        self.flush().await
     }
 
     fn publish<I: IntoIterator<Item = Bytes>>(

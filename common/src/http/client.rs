@@ -1,11 +1,15 @@
-//! A small HTTP/1.1 client for NSQ's own APIs (nsqd, nsqlookupd): one request
-//! per connection, bounded connect and request times, bounded response size.
-//! Used by nsqd's channel pre-creation and by the operator.
+//! A small HTTP/1.1 client for NSQ's own APIs (nsqd, nsqlookupd) and nsqd's
+//! auth servers: one request per connection, bounded connect and request
+//! times, bounded response size, `https://` through rustls.
+//! Used by nsqd's channel pre-creation and AUTH, and by the operator.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::header::{ACCEPT, HOST};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{ACCEPT, CONTENT_TYPE, HOST};
+use hyper::Uri;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 /// Largest response body read (nsqd's /stats for thousands of topics fits).
@@ -48,6 +52,12 @@ impl Response {
     }
 }
 
+/// A request body and its content type.
+pub struct Body {
+    pub content_type: &'static str,
+    pub bytes: Bytes,
+}
+
 /// `method` on `http://<addr><path_and_query>` with an empty body, asking for
 /// NSQ's V1 responses.
 pub async fn request(
@@ -56,36 +66,96 @@ pub async fn request(
     path_and_query: &str,
     timeouts: Timeouts,
 ) -> Result<Response, String> {
-    let stream = tokio::time::timeout(timeouts.connect, TcpStream::connect(addr))
+    let url = format!("http://{addr}{path_and_query}");
+    fetch(method, &url, None, None, timeouts).await
+}
+
+/// `method` on a full `http://` or `https://` URL. `tls` is required for
+/// `https://`; the server's name is checked against the URL's host.
+pub async fn fetch(
+    method: &str,
+    url: &str,
+    body: Option<Body>,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    timeouts: Timeouts,
+) -> Result<Response, String> {
+    let uri: Uri = url.parse().map_err(|e| format!("bad URL {url:?} - {e}"))?;
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(format!("bad URL {url:?} - http or https only")),
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("bad URL {url:?} - no host"))?;
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let dial = format!(
+        "{}:{port}",
+        host.trim_start_matches('[').trim_end_matches(']')
+    );
+    let stream = tokio::time::timeout(timeouts.connect, TcpStream::connect(&dial))
         .await
-        .map_err(|_| format!("connect to {addr} timed out"))?
-        .map_err(|e| format!("connect to {addr} failed - {e}"))?;
+        .map_err(|_| format!("connect to {dial} timed out"))?
+        .map_err(|e| format!("connect to {dial} failed - {e}"))?;
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(HOST, authority)
+        .header(ACCEPT, "application/vnd.nsq; version=1.0");
+    let req = match body {
+        Some(b) => req
+            .header(CONTENT_TYPE, b.content_type)
+            .body(Full::new(b.bytes)),
+        None => req.body(Full::new(Bytes::new())),
+    }
+    .map_err(|e| e.to_string())?;
     let exchange = async {
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let req = hyper::Request::builder()
-            .method(method)
-            .uri(path_and_query)
-            .header(HOST, addr)
-            .header(ACCEPT, "application/vnd.nsq; version=1.0")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let body = Limited::new(resp.into_body(), MAX_RESPONSE)
-            .collect()
+        if !https {
+            return send(stream, req).await;
+        }
+        let config = tls.ok_or("no TLS configuration for https")?;
+        let name = rustls::pki_types::ServerName::try_from(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+        )
+        .map_err(|e| e.to_string())?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
+            .connect(name, stream)
             .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok::<_, String>(Response { status, body })
+            .map_err(|e| format!("TLS handshake - {e}"))?;
+        send(tls, req).await
     };
     tokio::time::timeout(timeouts.request, exchange)
         .await
-        .map_err(|_| format!("{method} {addr}{path_and_query} timed out"))?
-        .map_err(|e| format!("{method} {addr}{path_and_query} failed - {e}"))
+        .map_err(|_| format!("{method} {url} timed out"))?
+        .map_err(|e| format!("{method} {url} failed - {e}"))
+}
+
+async fn send<S>(stream: S, req: hyper::Request<Full<Bytes>>) -> Result<Response, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let body = Limited::new(resp.into_body(), MAX_RESPONSE)
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(Response { status, body })
+}
+
+/// Go's `url.QueryEscape`: as [`query_escape`], but a space is `+`.
+pub fn form_escape(s: &str) -> String {
+    query_escape(s).replace("%20", "+")
 }
 
 /// Percent-encodes a query value (NSQ names only need `#` escaped, but be safe).

@@ -1,0 +1,228 @@
+//! A V2 connection's byte stream: plain TCP or TLS, optionally compressed
+//! (snappy or deflate) above it, in nsqd's order. The connection task reads
+//! plaintext into its input buffer and writes plaintext from its output
+//! buffer; the compressed bytes live in buffers owned here and reused for the
+//! connection's life, so compression costs no allocation per message.
+
+use super::deflate::{DeflateDecoder, DeflateEncoder};
+use super::snappy::{SnappyDecoder, SnappyEncoder};
+use crate::tls::TlsInfo;
+use bytes::{Buf, BytesMut};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// Compressed bytes are read in pieces of this size.
+const RAW_CHUNK: usize = 16 * 1024;
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<Rewind>>),
+    /// Only while the TLS handshake holds the socket.
+    Upgrading,
+}
+
+enum Codec {
+    None,
+    Snappy(Box<(SnappyEncoder, SnappyDecoder)>),
+    Deflate(Box<(DeflateEncoder, DeflateDecoder)>),
+}
+
+pub struct Transport {
+    stream: Stream,
+    codec: Codec,
+    /// Compressed bytes read but not yet decoded (compression only).
+    raw: BytesMut,
+}
+
+impl Transport {
+    pub fn new(tcp: TcpStream) -> Self {
+        Transport {
+            stream: Stream::Plain(tcp),
+            codec: Codec::None,
+            raw: BytesMut::new(),
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
+    }
+
+    pub fn is_compressed(&self) -> bool {
+        !matches!(self.codec, Codec::None)
+    }
+
+    /// Reads plaintext into `input`; 0 means the peer closed. Cancel-safe:
+    /// everything read is kept in `self` or `input` before any await.
+    pub async fn read(&mut self, input: &mut BytesMut) -> io::Result<usize> {
+        loop {
+            let decoded = match &mut self.codec {
+                Codec::None => return self.stream.read_buf(input).await,
+                Codec::Snappy(c) => c.1.decode(&mut self.raw, input)?,
+                Codec::Deflate(c) => {
+                    let n = c.1.decode(&mut self.raw, input)?;
+                    if n == 0 && c.1.finished {
+                        return Ok(0);
+                    }
+                    n
+                }
+            };
+            if decoded > 0 {
+                return Ok(decoded);
+            }
+            if self.raw.capacity() - self.raw.len() < RAW_CHUNK / 4 {
+                self.raw.reserve(RAW_CHUNK);
+            }
+            if self.stream.read_buf(&mut self.raw).await? == 0 {
+                return Ok(0);
+            }
+        }
+    }
+
+    /// Writes `data` (compressed when negotiated) and pushes it to the socket.
+    pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        let wire = match &mut self.codec {
+            Codec::None => return self.stream.write_all(data).await,
+            Codec::Snappy(c) => c.0.encode(data)?,
+            Codec::Deflate(c) => c.0.encode(data)?,
+        };
+        let result = self.stream.write_all(wire).await;
+        wire.clear();
+        result
+    }
+
+    pub async fn shutdown(&mut self) {
+        let _ = match &mut self.stream {
+            Stream::Plain(s) => s.shutdown().await,
+            Stream::Tls(s) => s.shutdown().await,
+            Stream::Upgrading => Ok(()),
+        };
+    }
+
+    /// The server side of the TLS handshake, bounded by `timeout` as nsqd's
+    /// 5 s deadline. `leftover` is what the client sent past IDENTIFY: the start
+    /// of its handshake. On failure the plain socket is kept for the error
+    /// frame, unless the handshake timed out.
+    pub async fn start_tls(
+        &mut self,
+        acceptor: &TlsAcceptor,
+        leftover: BytesMut,
+        timeout: Duration,
+    ) -> io::Result<TlsInfo> {
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Upgrading) else {
+            return Err(io::Error::other("TLS already negotiated"));
+        };
+        let accept = acceptor
+            .accept(Rewind {
+                prefix: leftover,
+                inner: tcp,
+            })
+            .into_fallible();
+        match tokio::time::timeout(timeout, accept).await {
+            Ok(Ok(tls)) => {
+                let info = TlsInfo::of(tls.get_ref().1);
+                self.stream = Stream::Tls(Box::new(tls));
+                Ok(info)
+            }
+            Ok(Err((e, rewind))) => {
+                self.stream = Stream::Plain(rewind.inner);
+                Err(e)
+            }
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "i/o timeout")),
+        }
+    }
+
+    /// Compresses from here on; `leftover` is compressed data the client sent
+    /// past IDENTIFY.
+    pub fn start_snappy(&mut self, leftover: BytesMut) {
+        self.codec = Codec::Snappy(Box::default());
+        self.raw = leftover;
+    }
+
+    pub fn start_deflate(&mut self, level: u32, leftover: BytesMut) {
+        self.codec = Codec::Deflate(Box::new((
+            DeflateEncoder::new(level),
+            DeflateDecoder::default(),
+        )));
+        self.raw = leftover;
+    }
+}
+
+impl Stream {
+    async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read_buf(buf).await,
+            Stream::Tls(s) => s.read_buf(buf).await,
+            Stream::Upgrading => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.write_all(data).await,
+            Stream::Tls(s) => {
+                s.write_all(data).await?;
+                // rustls may hold records until flushed.
+                s.flush().await
+            }
+            Stream::Upgrading => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
+/// A socket with bytes already read off it put back in front.
+struct Rewind {
+    prefix: BytesMut,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
