@@ -8,8 +8,7 @@
 //! - [`protocol`]: TCP protocol V2: [`protocol::command`] parses bytes into
 //!   commands (pure, fuzzable), [`protocol::identify`] negotiates, and
 //!   [`protocol::v2`] runs one connection (commands, message pump, heartbeats)
-//!   over a [`protocol::transport`]: TCP or TLS, then [`protocol::snappy`] or
-//!   [`protocol::deflate`].
+//!   over a [`protocol::transport`]: TCP or TLS, then snappy or deflate.
 //! - [`tls`]: the rustls configurations from `--tls-*` and what a TLS
 //!   connection reports; [`auth`]: AUTH against `--auth-http-address`.
 //! - [`http`]: nsqd's HTTP API (`/pub`, `/mpub`, `/stats`, `/topic/*`, ...),

@@ -316,7 +316,7 @@ fn signal(child: &Child, sig: libc::c_int) {
 }
 
 /// The address after `marker`, up to the next space (colour codes ignored).
-fn listening_addr(line: &str, marker: &str) -> Option<SocketAddr> {
+pub fn listening_addr(line: &str, marker: &str) -> Option<SocketAddr> {
     let line = strip_ansi(line);
     let at = line.find(marker)?;
     line[at + marker.len()..]

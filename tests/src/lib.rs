@@ -13,6 +13,7 @@
 //!   frames and decoded messages, for byte-exact assertions.
 //! - [`v1`]: the same for nsqlookupd's TCP protocol V1.
 //! - [`http`]: a tiny blocking HTTP/1.1 client for both HTTP APIs.
+//! - [`certs`]: a CA, server and client certificates made at test time.
 //! - [`inspect`]: lookups in `nsqd.dat` and `/stats?format=json` documents.
 //! - [`pynsq`]: the cached Python virtualenv with PyPI's `pynsq`, for interop tests.
 //! - [`apiserver`]: one etcd + kube-apiserver per test binary (`scripts/kube/`),
@@ -29,6 +30,7 @@
 //! before running tests.
 
 pub mod apiserver;
+pub mod certs;
 pub mod daemon;
 pub mod http;
 pub mod inspect;

@@ -98,6 +98,15 @@ impl Nsqd {
         self.daemon = daemon;
     }
 
+    /// The HTTPS address, from the `HTTPS: listening on` line (TLS brokers only).
+    pub fn https_addr(&self) -> SocketAddr {
+        crate::wait_for(Duration::from_secs(5), "the HTTPS: listening on line", || {
+            self.stderr_lines()
+                .iter()
+                .find_map(|l| daemon::listening_addr(l, "HTTPS: listening on "))
+        })
+    }
+
     /// One HTTP request to the broker's HTTP API.
     pub fn http(&self, method: &str, path: &str, body: &[u8]) -> Response {
         http::request(self.http_addr(), method, path, body)
@@ -150,6 +159,9 @@ fn spawn(data_path: &Path, extra: &[String]) -> Result<Daemon, StartFailure> {
     cmd.arg("--tcp-address")
         .arg("127.0.0.1:0")
         .arg("--http-address")
+        .arg("127.0.0.1:0")
+        // Only listened on with TLS configured; never the shared default port.
+        .arg("--https-address")
         .arg("127.0.0.1:0")
         .arg("--data-path")
         .arg(data_path)

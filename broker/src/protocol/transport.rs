@@ -4,8 +4,8 @@
 //! buffer; the compressed bytes live in buffers owned here and reused for the
 //! connection's life, so compression costs no allocation per message.
 
-use super::deflate::{DeflateDecoder, DeflateEncoder};
-use super::snappy::{SnappyDecoder, SnappyEncoder};
+use nsq_common::compress::deflate::{DeflateDecoder, DeflateEncoder};
+use nsq_common::compress::snappy::{SnappyDecoder, SnappyEncoder};
 use crate::tls::TlsInfo;
 use bytes::{Buf, BytesMut};
 use std::io;
