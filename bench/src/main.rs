@@ -16,6 +16,10 @@
 //! (`-runfor=5s`, `-nsqd-tcp-address`) are accepted, and invoked as `bench_writer` or
 //! `bench_reader` (e.g. through a symlink) the subcommand is implied.
 //!
+//! `--tls` (with `--tls-root-ca-file`), `--snappy` and `--deflate [--deflate-level N]`
+//! negotiate those features in IDENTIFY on every connection (the writer then sends an
+//! IDENTIFY too), so their cost can be measured against a plain run.
+//!
 //! Output: Go-style log lines on stderr, ending in the Go tools' summary
 //! `[bench_writer] 2006/01/02 15:04:05 duration: 10.0003s - 38.147mb/s - 200000.000ops/s -
 //! 5.000us/op`, then one parseable line on stdout:
@@ -24,7 +28,7 @@
 //!
 //! Crate map:
 //! - [`protocol`]: commands, frame classification and the in-place receive buffer (pure).
-//! - [`conn`]: dialing and socket reads.
+//! - [`conn`]: dialing, the TLS/snappy/deflate upgrades, and socket reads and writes.
 //! - [`writer`] / [`reader`]: one connection's work in each role.
 //! - [`harness`]: the run's lifecycle (setup, deadline, start, Ctrl-C, collect).
 //! - [`recorder`]: counters, `--progress` and the `--flight-recorder` file.
@@ -51,6 +55,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+use crate::conn::Features;
 use crate::gotime::{format_duration, parse_duration};
 use crate::harness::{drive, Outcome, Settings};
 use crate::recorder::{render_flight_recording, Run};
@@ -62,6 +67,8 @@ Examples:
   bench writer --size 100 --batch-size 500 --outstanding 4 --connections 4
   bench reader --runfor 10s --topic sub_bench --channel ch --rdy 2500
   bench reader --progress --flight-recorder /tmp/reader.csv
+  bench writer --tls --tls-root-ca-file ca.pem --snappy      (TLS, then snappy)
+  bench reader --deflate --deflate-level 1
   bench_writer -runfor=5s -nsqd-tcp-address=10.0.0.1:4150     (Go spelling)
 
 stderr ends with the Go tools' summary:
@@ -135,6 +142,71 @@ struct CommonArgs {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false,
           default_missing_value = "true")]
     progress: bool,
+    /// Upgrade every connection to TLS (IDENTIFY tls_v1), trusting --tls-root-ca-file.
+    #[arg(long)]
+    tls: bool,
+    /// PEM file of the CA that signed the broker's certificate (needed with --tls).
+    #[arg(long, value_name = "FILE")]
+    tls_root_ca_file: Option<PathBuf>,
+    /// Name to check the broker's certificate against [default: --tcp-address's host].
+    #[arg(long)]
+    tls_server_name: Option<String>,
+    /// Negotiate snappy compression.
+    #[arg(long, conflicts_with = "deflate")]
+    snappy: bool,
+    /// Negotiate deflate compression.
+    #[arg(long)]
+    deflate: bool,
+    /// Deflate level to ask for (the broker caps it at its --max-deflate-level).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9))]
+    deflate_level: u32,
+}
+
+/// The connection features the flags ask for.
+fn features(c: &CommonArgs) -> Result<Features> {
+    let tls = if c.tls {
+        let Some(ca) = &c.tls_root_ca_file else {
+            bail!("--tls needs --tls-root-ca-file (the CA that signed the broker's certificate)");
+        };
+        let host = match &c.tls_server_name {
+            Some(n) => n.clone(),
+            None => c
+                .tcp_address
+                .rsplit_once(':')
+                .map_or(c.tcp_address.as_str(), |(h, _)| h)
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+        };
+        let name = rustls::pki_types::ServerName::try_from(host.clone())
+            .with_context(|| format!("bad TLS server name {host:?}"))?;
+        Some((tls_client(ca)?, name))
+    } else {
+        None
+    };
+    Ok(Features {
+        tls,
+        snappy: c.snappy,
+        deflate: c.deflate.then_some(c.deflate_level),
+    })
+}
+
+fn tls_client(ca: &std::path::Path) -> Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {}", ca.display()))?
+    {
+        roots.add(cert.with_context(|| format!("parsing {}", ca.display()))?)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 #[derive(Args)]
@@ -276,9 +348,11 @@ async fn run_writer(args: WriterArgs, connections: usize) -> Result<ExitCode> {
         size: c.size as u64,
         outstanding: args.outstanding,
     });
+    let features = features(c)?;
     let describe = format!(
-        "{connections} connections to {}, topic {}, MPUB of {} x {}-byte messages, \
+        "{connections} {} connections to {}, topic {}, MPUB of {} x {}-byte messages, \
          {} outstanding per connection, runfor {}",
+        features.describe(),
         c.tcp_address,
         c.topic,
         args.batch_size,
@@ -304,17 +378,18 @@ async fn run_writer(args: WriterArgs, connections: usize) -> Result<ExitCode> {
     let outcome = drive(
         &run,
         &settings,
-        |_| {
-            let addr = addr.clone();
-            async move { writer::connect(&addr, timeout).await }
+        |i| {
+            let (addr, features) = (addr.clone(), features.clone());
+            async move { writer::connect(&addr, timeout, i, &features).await }
         },
-        |i, stream, end, stop| {
-            writer::publish(stream, plan.clone(), end, run.counters[i].clone(), stop)
+        |i, link, end, stop| {
+            writer::publish(link, plan.clone(), end, run.counters[i].clone(), stop)
         },
     )
     .await?;
     let extra = vec![
         ("conns", connections.to_string()),
+        ("features", features_label(&features)),
         ("size", c.size.to_string()),
         ("batch_size", args.batch_size.to_string()),
         ("outstanding", args.outstanding.to_string()),
@@ -344,14 +419,17 @@ async fn run_reader(args: ReaderArgs, connections: usize) -> Result<ExitCode> {
             (timeout.as_millis() as u64).into(),
         );
     }
+    let features = features(c)?;
     let plan = Arc::new(reader::Plan {
         topic: c.topic.clone(),
         channel: args.channel.clone(),
         rdy: args.rdy,
         identify_extra,
+        features: features.clone(),
     });
     let describe = format!(
-        "{connections} connections to {}, topic {} channel {}, RDY {} per connection, runfor {}",
+        "{connections} {} connections to {}, topic {} channel {}, RDY {} per connection, runfor {}",
+        features.describe(),
         c.tcp_address,
         c.topic,
         args.channel,
@@ -391,6 +469,7 @@ async fn run_reader(args: ReaderArgs, connections: usize) -> Result<ExitCode> {
     .await?;
     let extra = vec![
         ("conns", connections.to_string()),
+        ("features", features_label(&features)),
         ("rdy", args.rdy.to_string()),
         ("error_frames", run.total_error_frames().to_string()),
     ];
@@ -403,6 +482,25 @@ async fn run_reader(args: ReaderArgs, connections: usize) -> Result<ExitCode> {
         extra,
         run.total_bytes(),
     )
+}
+
+/// The features as one token for the parseable line: `plain`, `tls+snappy`, ...
+fn features_label(f: &Features) -> String {
+    let mut on = Vec::new();
+    if f.tls.is_some() {
+        on.push("tls");
+    }
+    if f.snappy {
+        on.push("snappy");
+    }
+    if f.deflate.is_some() {
+        on.push("deflate");
+    }
+    if on.is_empty() {
+        "plain".into()
+    } else {
+        on.join("+")
+    }
 }
 
 /// Prints the summary lines, writes the flight recording and picks the exit status.

@@ -164,7 +164,9 @@ mod tests {
             s,
             |_| {
                 let addr = addr.to_string();
-                async move { writer::connect(&addr, Duration::from_secs(1)).await }
+                async move {
+                    writer::connect(&addr, Duration::from_secs(1), 0, &Default::default()).await
+                }
             },
             |i, stream, end, stop| {
                 writer::publish(stream, plan.clone(), end, run.counters[i].clone(), stop)
@@ -180,6 +182,7 @@ mod tests {
             channel: "ch".into(),
             rdy: 2500,
             identify_extra: Default::default(),
+            features: Default::default(),
         });
         let p = plan.clone();
         drive(
@@ -250,7 +253,9 @@ mod tests {
             &s,
             |_| {
                 let addr = addr.clone();
-                async move { writer::connect(&addr, Duration::from_secs(1)).await }
+                async move {
+                    writer::connect(&addr, Duration::from_secs(1), 0, &Default::default()).await
+                }
             },
             |i, stream, end, stop| {
                 writer::publish(stream, plan.clone(), end, run.counters[i].clone(), stop)

@@ -8,11 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::conn::{dial, fill};
+use crate::conn::{dial, negotiate, Features, Link};
 use crate::protocol::{identify_command, put_fin, rdy_command, sub_command, Frame, ReadBuf, NOP};
 use crate::recorder::{Counters, Run};
 
@@ -28,11 +26,12 @@ pub struct Plan {
     pub rdy: u64,
     /// Extra IDENTIFY fields (`output_buffer_size`, ...), already JSON values.
     pub identify_extra: serde_json::Map<String, serde_json::Value>,
+    pub features: Features,
 }
 
 /// A subscribed connection waiting for its `RDY`.
 pub struct Subscribed {
-    stream: TcpStream,
+    stream: Link,
     rb: ReadBuf,
     /// The broker's `max_rdy_count` when it negotiated features.
     pub max_rdy_count: Option<u64>,
@@ -55,15 +54,11 @@ pub fn identify_body(conn: usize, extra: &serde_json::Map<String, serde_json::Va
     serde_json::to_vec(&body).expect("a JSON map serializes")
 }
 
-/// What the IDENTIFY answer tells us: `Ok(max_rdy_count)`, or an error when it turned on a
-/// feature this tool does not speak (TLS, compression, auth).
-pub fn check_identify_response(data: &[u8]) -> Result<Option<u64>> {
-    let v: serde_json::Value =
-        serde_json::from_slice(data).context("IDENTIFY response is neither OK nor JSON")?;
-    for feature in ["tls_v2", "deflate", "snappy", "auth_required"] {
-        if v.get(feature).and_then(|f| f.as_bool()) == Some(true) {
-            bail!("broker turned on {feature}, which nsq-bench does not support");
-        }
+/// What the IDENTIFY answer tells us: `Ok(max_rdy_count)`, or an error when the broker
+/// requires AUTH, which this tool does not send.
+pub fn check_identify_response(v: &serde_json::Value) -> Result<Option<u64>> {
+    if v.get("auth_required").and_then(|f| f.as_bool()) == Some(true) {
+        bail!("broker requires AUTH, which nsq-bench does not send");
     }
     Ok(v.get("max_rdy_count").and_then(|m| m.as_u64()))
 }
@@ -74,20 +69,32 @@ pub async fn subscribe(
     conn: usize,
     plan: &Plan,
 ) -> Result<Subscribed> {
-    let mut prologue = identify_command(&identify_body(conn, &plan.identify_extra));
-    prologue.extend_from_slice(&sub_command(&plan.topic, &plan.channel));
-    let mut stream = dial(addr, timeout, &prologue).await?;
     let mut rb = ReadBuf::new(READ_BUF);
-    let mut max_rdy_count = None;
-    let mut answers = 0;
+    let mut identify = plan.identify_extra.clone();
+    plan.features.ask(&mut identify);
+    let identify = identify_body(conn, &identify);
+    let (mut stream, mut max_rdy_count, mut answers) = if plan.features.any() {
+        // The upgrades come before anything else, so SUB waits for them.
+        let (mut link, v) = negotiate(addr, timeout, &identify, &plan.features, &mut rb).await?;
+        let max = check_identify_response(&v)?;
+        link.write_all(&sub_command(&plan.topic, &plan.channel))
+            .await?;
+        (link, max, 1)
+    } else {
+        let mut prologue = identify_command(&identify);
+        prologue.extend_from_slice(&sub_command(&plan.topic, &plan.channel));
+        (dial(addr, timeout, &prologue).await?, None, 0)
+    };
     while answers < 2 {
-        fill(&mut stream, &mut rb).await?;
+        stream.fill(&mut rb).await?;
         while let Some(frame) = rb.next_frame()? {
             let step = if answers == 0 { "IDENTIFY" } else { "SUB" };
             match frame {
                 Frame::Ok => answers += 1,
                 Frame::Response(r) if answers == 0 => {
-                    max_rdy_count = check_identify_response(r)?;
+                    let v: serde_json::Value = serde_json::from_slice(r)
+                        .context("IDENTIFY response is neither OK nor JSON")?;
+                    max_rdy_count = check_identify_response(&v)?;
                     answers += 1;
                 }
                 Frame::Heartbeat => stream.write_all(NOP).await?,
@@ -161,7 +168,7 @@ pub async fn consume(
     tokio::pin!(deadline);
     loop {
         tokio::select! {
-            r = fill(&mut stream, &mut rb) => r?,
+            r = stream.fill(&mut rb) => r?,
             _ = &mut deadline => return Ok(()),
             _ = stop.wait_for(|s| *s) => return Ok(()),
         }
@@ -244,10 +251,10 @@ mod tests {
 
     #[test]
     fn identify_answers_are_checked() {
-        let ok = br#"{"max_rdy_count":2500,"tls_v2":false,"deflate":false,"snappy":false}"#;
-        assert_eq!(check_identify_response(ok).unwrap(), Some(2500));
-        assert!(check_identify_response(br#"{"snappy":true}"#).is_err());
-        assert!(check_identify_response(b"E_WHAT").is_err());
+        let ok = serde_json::json!({"max_rdy_count":2500,"tls_v1":true,"snappy":true});
+        assert_eq!(check_identify_response(&ok).unwrap(), Some(2500));
+        let auth = serde_json::json!({"auth_required":true});
+        assert!(check_identify_response(&auth).is_err());
     }
 
     #[test]

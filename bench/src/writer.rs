@@ -8,11 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::conn::{dial, fill};
+use crate::conn::{dial, negotiate, Features, Link};
 use crate::protocol::{Frame, ReadBuf, NOP};
 use crate::recorder::Counters;
 
@@ -28,19 +26,34 @@ pub struct Plan {
     pub outstanding: usize,
 }
 
-pub async fn connect(addr: &str, timeout: Duration) -> Result<TcpStream> {
-    dial(addr, timeout, &[]).await
+/// Like the Go tool, just the magic; with features, an IDENTIFY asking for them first.
+pub async fn connect(
+    addr: &str,
+    timeout: Duration,
+    conn: usize,
+    features: &Features,
+) -> Result<(Link, ReadBuf)> {
+    let mut rb = ReadBuf::new(READ_BUF);
+    if !features.any() {
+        return Ok((dial(addr, timeout, &[]).await?, rb));
+    }
+    let mut identify = serde_json::Map::new();
+    identify.insert("client_id".into(), format!("bench_writer-{conn}").into());
+    identify.insert("feature_negotiation".into(), true.into());
+    features.ask(&mut identify);
+    let body = serde_json::to_vec(&identify)?;
+    let (link, _) = negotiate(addr, timeout, &body, features, &mut rb).await?;
+    Ok((link, rb))
 }
 
 /// Publishes until `end` (or until `stop` turns true, when outstanding `OK`s are abandoned).
 pub async fn publish(
-    mut stream: TcpStream,
+    (mut stream, mut rb): (Link, ReadBuf),
     plan: Arc<Plan>,
     end: Instant,
     counters: Arc<Counters>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
-    let mut rb = ReadBuf::new(READ_BUF);
     let mut in_flight = 0usize;
     loop {
         if Instant::now() < end && !*stop.borrow() {
@@ -53,7 +66,7 @@ pub async fn publish(
             return Ok(());
         }
         tokio::select! {
-            r = fill(&mut stream, &mut rb) => r?,
+            r = stream.fill(&mut rb) => r?,
             _ = stop.wait_for(|s| *s) => return Ok(()),
         }
         let (acked, nop) = take_responses(&mut rb, &mut in_flight)?;
