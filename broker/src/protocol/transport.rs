@@ -4,10 +4,10 @@
 //! buffer; the compressed bytes live in buffers owned here and reused for the
 //! connection's life, so compression costs no allocation per message.
 
-use nsq_common::compress::deflate::{DeflateDecoder, DeflateEncoder};
-use nsq_common::compress::snappy::{SnappyDecoder, SnappyEncoder};
 use crate::tls::TlsInfo;
 use bytes::{Buf, BytesMut};
+use nsq_common::compress::deflate::{DeflateDecoder, DeflateEncoder};
+use nsq_common::compress::snappy::{SnappyDecoder, SnappyEncoder};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
