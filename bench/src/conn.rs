@@ -124,6 +124,9 @@ pub async fn negotiate(
         if !granted("tls_v1") {
             bail!("the broker does not offer TLS");
         }
+        if !rb.pending().is_empty() {
+            bail!("the broker sent bytes before the TLS handshake");
+        }
         let Stream::Plain(tcp) = link.stream else {
             unreachable!("TLS comes first");
         };
@@ -139,6 +142,7 @@ pub async fn negotiate(
             bail!("the broker does not offer snappy");
         }
         link.codec = Codec::Snappy(Box::default());
+        link.compressed_from_here(rb);
         link.expect_ok(rb, "snappy").await?;
     }
     if let Some(level) = features.deflate {
@@ -149,12 +153,18 @@ pub async fn negotiate(
             DeflateEncoder::new(level),
             DeflateDecoder::default(),
         )));
+        link.compressed_from_here(rb);
         link.expect_ok(rb, "deflate").await?;
     }
     Ok((link, v))
 }
 
 impl Link {
+    /// Whatever was read past the last plain frame is the start of the compressed stream.
+    fn compressed_from_here(&mut self, rb: &mut ReadBuf) {
+        self.raw.extend_from_slice(&rb.take_pending());
+    }
+
     /// Reads at least one byte into `rb`; the broker closing the connection is an error.
     pub async fn fill(&mut self, rb: &mut ReadBuf) -> Result<()> {
         loop {

@@ -157,6 +157,14 @@ impl ReadBuf {
         }
     }
 
+    /// Removes and returns the unparsed bytes (what arrived past a stream upgrade).
+    pub fn take_pending(&mut self) -> Vec<u8> {
+        let rest = self.pending().to_vec();
+        self.start = 0;
+        self.end = 0;
+        rest
+    }
+
     /// Total length (size prefix included) of the frame at the front, once its size is known.
     fn pending_frame_len(&self) -> Option<usize> {
         let p = self.pending();
