@@ -89,18 +89,8 @@ pub fn server_config(opts: &Options) -> Result<Option<Arc<ServerConfig>>, String
 /// nsqd's `buildClientTLSConfig`, for `https://` auth servers: trusts
 /// `--tls-root-ca-file`, else the system's roots.
 pub fn client_config(opts: &Options) -> Result<Arc<ClientConfig>, String> {
-    let roots = if opts.tls_root_ca_file.is_empty() {
-        system_roots()
-    } else {
-        ca_file_roots(&opts.tls_root_ca_file)
-            .map_err(|e| format!("failed to build client TLS config - {e}"))?
-    };
-    let config = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(versions(opts.tls_min_version))
-        .expect("the ring provider speaks TLS 1.2 and 1.3")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    nsq_common::http::client::tls_config(&opts.tls_root_ca_file, opts.tls_min_version >= TLS13)
+        .map_err(|e| format!("failed to build client TLS config - {e}"))
 }
 
 fn load_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {

@@ -3,6 +3,7 @@
 use nsq_common::http::client::{self, query_escape, Timeouts};
 use serde::Deserialize;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum NsqError {
@@ -18,6 +19,8 @@ pub enum NsqError {
 pub struct Nsq {
     pub lookupds: Vec<String>,
     pub timeouts: Timeouts,
+    /// For brokers whose plain HTTP answers `TLS_REQUIRED`: their HTTPS port.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// A channel on one broker, from its `/stats`.
@@ -250,7 +253,7 @@ impl Nsq {
             addr: broker.to_owned(),
             message,
         };
-        let r = client::request(method, broker, path, self.timeouts)
+        let r = client::request_or_https(method, broker, path, self.timeouts, self.tls.as_ref())
             .await
             .map_err(err)?;
         if !r.is_success() {

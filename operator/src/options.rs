@@ -46,6 +46,8 @@ pub struct Options {
 
     pub http_client_connect_timeout: Duration,
     pub http_client_request_timeout: Duration,
+    /// CA of the brokers' HTTPS certificates (empty: the system's roots).
+    pub http_client_tls_root_ca_file: String,
 }
 
 /// Defaults that come from the environment (the Downward API in a pod).
@@ -155,6 +157,11 @@ fn flag_set(env: &EnvDefaults) -> FlagSet {
             secs(5),
             "Total timeout of requests to nsqd and nsqlookupd",
         )
+        .string(
+            "http-client-tls-root-ca-file",
+            "",
+            "CA of brokers' HTTPS certificates, for brokers with --tls-required (default: the system's)",
+        )
 }
 
 impl Default for Options {
@@ -203,6 +210,7 @@ impl Options {
             identity: p.get_string("identity"),
             http_client_connect_timeout: p.get_duration("http-client-connect-timeout"),
             http_client_request_timeout: p.get_duration("http-client-request-timeout"),
+            http_client_tls_root_ca_file: p.get_string("http-client-tls-root-ca-file"),
         }
     }
 

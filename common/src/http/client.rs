@@ -70,6 +70,35 @@ pub async fn request(
     fetch(method, &url, None, None, timeouts).await
 }
 
+/// [`request`], then, as Go NSQ's `http_api` client does, a 403 that names an
+/// `https_port` (nsqd with `--tls-required`) is asked again over https on that
+/// port, when `tls` is given.
+pub async fn request_or_https(
+    method: &str,
+    addr: &str,
+    path_and_query: &str,
+    timeouts: Timeouts,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<Response, String> {
+    let resp = request(method, addr, path_and_query, timeouts).await?;
+    let (Some(tls), 403) = (tls, resp.status) else {
+        return Ok(resp);
+    };
+    let Some(port) = https_port(&resp.body) else {
+        return Ok(resp);
+    };
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let url = format!("https://{host}:{port}{path_and_query}");
+    fetch(method, &url, None, Some(tls), timeouts).await
+}
+
+/// The `https_port` of nsqd's `TLS_REQUIRED` refusal.
+fn https_port(body: &[u8]) -> Option<u16> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let port = v.get("https_port")?.as_u64()?;
+    u16::try_from(port).ok().filter(|p| *p != 0)
+}
+
 /// `method` on a full `http://` or `https://` URL. `tls` is required for
 /// `https://`; the server's name is checked against the URL's host.
 pub async fn fetch(
@@ -153,6 +182,37 @@ where
     Ok(Response { status, body })
 }
 
+/// A TLS client trusting the CAs in the PEM file `ca_file`, or the system's
+/// roots when it is empty; `tls13_only` leaves TLS 1.2 out.
+pub fn tls_config(ca_file: &str, tls13_only: bool) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    if ca_file.is_empty() {
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    } else {
+        let certs = CertificateDer::pem_file_iter(ca_file)
+            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("{ca_file}: {e}"))?;
+        if roots.add_parsable_certificates(certs).0 == 0 {
+            return Err(format!("{ca_file}: failed to append certificate to pool"));
+        }
+    }
+    static TLS13: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls13_only {
+        &TLS13
+    } else {
+        rustls::ALL_VERSIONS
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .expect("the ring provider speaks TLS 1.2 and 1.3")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// Go's `url.QueryEscape`: as [`query_escape`], but a space is `+`.
 pub fn form_escape(s: &str) -> String {
     query_escape(s).replace("%20", "+")
@@ -180,6 +240,19 @@ mod tests {
     fn escapes_ephemeral_names() {
         assert_eq!(query_escape("c#ephemeral"), "c%23ephemeral");
         assert_eq!(query_escape("a.b_c-d"), "a.b_c-d");
+    }
+
+    #[test]
+    fn finds_the_https_port_of_a_tls_refusal() {
+        assert_eq!(
+            https_port(br#"{"message": "TLS_REQUIRED", "https_port": 4152}"#),
+            Some(4152)
+        );
+        assert_eq!(
+            https_port(br#"{"message": "TLS_REQUIRED", "https_port": 0}"#),
+            None
+        );
+        assert_eq!(https_port(b"forbidden"), None);
     }
 
     #[test]
