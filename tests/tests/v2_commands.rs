@@ -425,3 +425,30 @@ fn now_nanos() -> i64 {
         .unwrap()
         .as_nanos() as i64
 }
+
+#[test]
+fn identify_sample_rate_delivers_about_that_share_and_drains_the_rest() {
+    let nsqd = Nsqd::start(&[]);
+    let bodies: Vec<Vec<u8>> = (0..2000).map(|i| format!("m{i}").into_bytes()).collect();
+    let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+    nsqd.connect().mpublish("sampled", &refs);
+    let mut c = nsqd.connect();
+    c.identify(&json!({"feature_negotiation": true, "sample_rate": 10}));
+    c.subscribe("sampled", "c");
+    c.rdy(2500);
+    // nsqd keeps a message when rand[0,100) <= rate: 11% on average.
+    let mut delivered = 0;
+    while let Some(m) = c.message_within(Duration::from_millis(500)) {
+        assert_eq!(m.attempts, 1);
+        delivered += 1;
+    }
+    assert!(
+        (150..=300).contains(&delivered),
+        "delivered {delivered} of 2000 at sample_rate 10"
+    );
+    let stats = nsqd.stats();
+    let ch = &stats["topics"][0]["channels"][0];
+    assert_eq!(ch["depth"], 0, "skipped messages are not kept: {ch}");
+    assert_eq!(ch["in_flight_count"], delivered, "{ch}");
+    assert_eq!(ch["clients"][0]["sample_rate"], 10);
+}
