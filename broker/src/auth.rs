@@ -6,7 +6,7 @@
 
 use nsq_common::http::client::{self, form_escape, Body, Timeouts};
 use regex::Regex;
-use serde::Deserialize;
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,7 +57,8 @@ pub struct Asker<'a> {
     pub remote_ip: &'a str,
     pub tls: bool,
     pub common_name: &'a str,
-    pub secret: &'a str,
+    /// AUTH's body, byte for byte.
+    pub secret: &'a [u8],
 }
 
 /// How to reach the auth servers.
@@ -66,7 +67,8 @@ pub struct Servers {
     pub addresses: Vec<String>,
     pub post: bool,
     pub timeouts: Timeouts,
-    /// For `https://` servers.
+    /// For `https://` servers, and for an http server that answers 403 with
+    /// an `https_port`.
     pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
@@ -90,92 +92,107 @@ pub async fn query_any(servers: &Servers, asker: &Asker<'_>) -> Result<AuthState
 }
 
 async fn query(addr: &str, servers: &Servers, asker: &Asker<'_>) -> Result<AuthState, String> {
-    let endpoint = if addr.contains("://") {
+    let mut endpoint = if addr.contains("://") {
         addr.to_owned()
     } else {
         format!("http://{addr}/auth")
     };
     let tls_flag = if asker.tls { "true" } else { "false" };
+    let secret = String::from_utf8_lossy(asker.secret);
     // Go's url.Values: keys sorted.
     let fields = [
         ("common_name", asker.common_name),
         ("remote_ip", asker.remote_ip),
-        ("secret", asker.secret),
+        ("secret", secret.as_ref()),
         ("tls", tls_flag),
     ];
     let tls = servers.tls.as_ref();
-    let resp = if servers.post {
-        let json: serde_json::Map<String, serde_json::Value> = fields
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), serde_json::json!([v])))
-            .collect();
-        let body = Body {
-            content_type: "application/json",
-            bytes: serde_json::to_vec(&json).map_err(|e| e.to_string())?.into(),
+    loop {
+        let resp = if servers.post {
+            // Go marshals the values as JSON arrays; invalid UTF-8 becomes U+FFFD.
+            let json: serde_json::Map<String, serde_json::Value> = fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), serde_json::json!([v])))
+                .collect();
+            let body = Body {
+                content_type: "application/json",
+                bytes: serde_json::to_vec(&json).map_err(|e| e.to_string())?.into(),
+            };
+            client::fetch("POST", &endpoint, Some(body), tls, servers.timeouts).await?
+        } else {
+            // The secret's bytes are escaped as they are, like Go's url.QueryEscape.
+            let query = format!(
+                "common_name={}&remote_ip={}&secret={}&tls={tls_flag}",
+                form_escape(asker.common_name.as_bytes()),
+                form_escape(asker.remote_ip.as_bytes()),
+                form_escape(asker.secret),
+            );
+            let url = format!("{endpoint}?{query}");
+            client::fetch("GET", &url, None, tls, servers.timeouts).await?
         };
-        client::fetch("POST", &endpoint, Some(body), tls, servers.timeouts).await?
-    } else {
-        let query: Vec<String> = fields
-            .iter()
-            .map(|(k, v)| format!("{k}={}", form_escape(v)))
-            .collect();
-        let url = format!("{endpoint}?{}", query.join("&"));
-        client::fetch("GET", &url, None, tls, servers.timeouts).await?
-    };
-    if resp.status != 200 {
-        return Err(format!(
-            "got response {} {:?}",
-            resp.status,
-            String::from_utf8_lossy(&resp.body)
-        ));
-    }
-    parse_reply(&resp.body, Instant::now())
-}
-
-#[derive(Deserialize)]
-struct Reply {
-    #[serde(default)]
-    ttl: i64,
-    #[serde(default)]
-    authorizations: Option<Vec<RawAuthorization>>,
-    #[serde(default)]
-    identity: Option<String>,
-    #[serde(default)]
-    identity_url: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawAuthorization {
-    #[serde(default)]
-    topic: Option<String>,
-    #[serde(default)]
-    channels: Option<Vec<String>>,
-    #[serde(default)]
-    permissions: Option<Vec<String>>,
-}
-
-/// The auth server's JSON, checked as nsqd checks it: known permissions,
-/// patterns that compile, and a positive TTL.
-pub fn parse_reply(body: &[u8], now: Instant) -> Result<AuthState, String> {
-    let reply: Reply = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let mut authorizations = Vec::new();
-    for raw in reply.authorizations.unwrap_or_default() {
-        let (mut publish, mut subscribe) = (false, false);
-        for p in raw.permissions.unwrap_or_default() {
-            match p.as_str() {
-                "publish" => publish = true,
-                "subscribe" => subscribe = true,
-                _ => return Err(format!("unknown permission {p}")),
+        if resp.status == 403 && !endpoint.starts_with("https") {
+            // As Go's http_api client: a server demanding TLS names its port.
+            if let Some(https) = https_endpoint(&endpoint, &resp.body) {
+                endpoint = https;
+                continue;
             }
         }
-        let topic_src = raw.topic.unwrap_or_default();
+        if resp.status != 200 {
+            return Err(format!(
+                "got response {} {:?}",
+                resp.status,
+                String::from_utf8_lossy(&resp.body)
+            ));
+        }
+        return parse_reply(&resp.body, Instant::now());
+    }
+}
+
+/// `endpoint` over https on the `https_port` a 403 answer names.
+fn https_endpoint(endpoint: &str, body: &[u8]) -> Option<String> {
+    let port = client::https_port(body)?;
+    let rest = endpoint.strip_prefix("http://")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    Some(format!("https://{host}:{port}{path}"))
+}
+
+/// The auth server's JSON, read as Go's `encoding/json` reads nsqd's struct
+/// (an object; keys matched ignoring case; `null` is absent) and checked as
+/// nsqd checks it: known permissions, patterns that compile, a positive TTL.
+pub fn parse_reply(body: &[u8], now: Instant) -> Result<AuthState, String> {
+    let reply: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let reply = Fields::of(&reply, "the reply")?;
+    let ttl = match reply.get("ttl") {
+        None => 0,
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| format!("ttl {v} is not an integer"))?,
+    };
+    let mut authorizations = Vec::new();
+    for raw in reply.list("authorizations")? {
+        let raw = Fields::of(raw, "an authorization")?;
+        let (mut publish, mut subscribe) = (false, false);
+        for p in raw.list("permissions")? {
+            match p.as_str() {
+                Some("publish") => publish = true,
+                Some("subscribe") => subscribe = true,
+                Some(other) => return Err(format!("unknown permission {other}")),
+                None => return Err(format!("unknown permission {p}")),
+            }
+        }
+        let topic_src = raw.string("topic")?;
         let topic = Regex::new(&topic_src)
             .map_err(|e| format!("unable to compile topic {topic_src:?} {e}"))?;
         let channels = raw
-            .channels
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| Regex::new(&c).map_err(|e| format!("unable to compile channel {c:?} {e}")))
+            .list("channels")?
+            .iter()
+            .map(|c| {
+                let c = c
+                    .as_str()
+                    .ok_or_else(|| format!("channel {c} is not a string"))?;
+                Regex::new(c).map_err(|e| format!("unable to compile channel {c:?} {e}"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         authorizations.push(Authorization {
             topic,
@@ -184,15 +201,55 @@ pub fn parse_reply(body: &[u8], now: Instant) -> Result<AuthState, String> {
             subscribe,
         });
     }
-    if reply.ttl <= 0 {
-        return Err(format!("invalid TTL {} (must be >0)", reply.ttl));
+    if ttl <= 0 {
+        return Err(format!("invalid TTL {ttl} (must be >0)"));
     }
     Ok(AuthState {
-        identity: reply.identity.unwrap_or_default(),
-        identity_url: reply.identity_url.unwrap_or_default(),
+        identity: reply.string("identity")?,
+        identity_url: reply.string("identity_url")?,
         authorizations,
-        expires: now + Duration::from_secs(reply.ttl as u64),
+        expires: now + Duration::from_secs(ttl as u64),
     })
+}
+
+/// A JSON object's members by case-insensitive name, nulls left out.
+struct Fields<'a>(&'a serde_json::Map<String, Value>);
+
+impl<'a> Fields<'a> {
+    fn of(v: &'a Value, what: &str) -> Result<Self, String> {
+        v.as_object()
+            .map(Fields)
+            .ok_or_else(|| format!("{what} is not a JSON object: {v}"))
+    }
+
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        // Go prefers an exact match, then any other spelling.
+        self.0
+            .get(name)
+            .or_else(|| {
+                self.0
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v)
+            })
+            .filter(|v| !v.is_null())
+    }
+
+    fn string(&self, name: &str) -> Result<String, String> {
+        match self.get(name) {
+            None => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(v) => Err(format!("{name} {v} is not a string")),
+        }
+    }
+
+    fn list(&self, name: &str) -> Result<&'a [Value], String> {
+        match self.get(name) {
+            None => Ok(&[]),
+            Some(Value::Array(a)) => Ok(a),
+            Some(v) => Err(format!("{name} {v} is not a list")),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -259,6 +316,32 @@ mod tests {
         assert!(state("not json").is_err());
         assert!(state(r#"{"ttl":"60"}"#).is_err());
         assert!(state("[]").is_err());
+    }
+
+    #[test]
+    fn only_an_object_is_a_reply_and_its_keys_ignore_case() {
+        assert!(state(r#"[60,[],"id",""]"#)
+            .unwrap_err()
+            .contains("not a JSON object"));
+        let s = state(r#"{"TTL":5,"Identity":"x","Authorizations":[{"Topic":"t","Channels":[".*"],"Permissions":["publish"]}]}"#)
+            .unwrap();
+        assert_eq!(s.identity, "x");
+        assert!(s.is_allowed("t", ""));
+        assert!(state(r#"{"ttl":5,"authorizations":[["t",[".*"],["publish"]]]}"#).is_err());
+        assert!(state(r#"{"ttl":5.5}"#).is_err());
+    }
+
+    #[test]
+    fn a_403_naming_an_https_port_moves_to_https() {
+        assert_eq!(
+            https_endpoint("http://auth:80/auth", br#"{"https_port":4443}"#).as_deref(),
+            Some("https://auth:4443/auth")
+        );
+        assert_eq!(
+            https_endpoint("http://auth", br#"{"https_port":4443}"#).as_deref(),
+            Some("https://auth:4443")
+        );
+        assert_eq!(https_endpoint("http://auth:80/auth", b"no"), None);
     }
 
     #[test]

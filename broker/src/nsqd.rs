@@ -34,9 +34,8 @@ pub struct Nsqd {
     pub https_addr: OnceLock<SocketAddr>,
     /// From `--tls-cert`/`--tls-key`: the V2 upgrade and the HTTPS listener.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
-    /// For `https://` auth servers; built on first use unless
-    /// `--tls-root-ca-file` made it at start-up.
-    auth_tls: OnceLock<Arc<rustls::ClientConfig>>,
+    /// For https auth servers (with `--auth-http-address` or `--tls-root-ca-file`).
+    auth_tls: Option<Arc<rustls::ClientConfig>>,
     /// Bumped whenever a topic or channel comes or goes (the lookup loop diffs).
     registry: watch::Sender<u64>,
     /// Bumped by `swap_opts`.
@@ -50,10 +49,13 @@ impl Nsqd {
     /// Locks the data path, reads the TLS files and loads `nsqd.dat`.
     pub fn new(opts: Options) -> Result<Arc<Nsqd>, String> {
         let tls = crate::tls::server_config(&opts)?.map(tokio_rustls::TlsAcceptor::from);
-        let auth_tls = OnceLock::new();
-        if !opts.tls_root_ca_file.is_empty() {
-            let _ = auth_tls.set(crate::tls::client_config(&opts)?);
-        }
+        // Auth servers may be (or redirect to) https.
+        let auth_tls = if !opts.tls_root_ca_file.is_empty() || !opts.auth_http_addresses.is_empty()
+        {
+            Some(crate::tls::client_config(&opts)?)
+        } else {
+            None
+        };
         let data_path = if opts.data_path.as_os_str().is_empty() {
             std::env::current_dir().map_err(|e| e.to_string())?
         } else {
@@ -375,20 +377,6 @@ impl Nsqd {
 
     /// Where and how AUTH asks (nsqd's `--auth-http-*` and HTTP client flags).
     pub fn auth_servers(&self, opts: &Options) -> crate::auth::Servers {
-        let needs_tls = opts
-            .auth_http_addresses
-            .iter()
-            .any(|a| a.starts_with("https://"));
-        let tls = needs_tls.then(|| {
-            // Without a CA file (checked at start-up) this cannot fail.
-            let made = self.auth_tls.get_or_init(|| {
-                crate::tls::client_config(opts).unwrap_or_else(|_| {
-                    crate::tls::client_config(&Options::default())
-                        .expect("system roots need no file")
-                })
-            });
-            Arc::clone(made)
-        });
         crate::auth::Servers {
             addresses: opts.auth_http_addresses.clone(),
             post: opts.auth_http_request_method == "post",
@@ -396,7 +384,7 @@ impl Nsqd {
                 connect: opts.http_client_connect_timeout,
                 request: opts.http_client_request_timeout,
             },
-            tls,
+            tls: self.auth_tls.clone(),
         }
     }
 

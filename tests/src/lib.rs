@@ -14,6 +14,8 @@
 //! - [`v1`]: the same for nsqlookupd's TCP protocol V1.
 //! - [`http`]: a tiny blocking HTTP/1.1 client for both HTTP APIs.
 //! - [`certs`]: a CA, server and client certificates made at test time.
+//! - [`authd`]: a scripted auth server (HTTP or HTTPS) for `--auth-http-address`
+//!   that answers per secret and records every request the broker makes.
 //! - [`inspect`]: lookups in `nsqd.dat` and `/stats?format=json` documents.
 //! - [`pynsq`]: the cached Python virtualenv with PyPI's `pynsq`, for interop tests.
 //! - [`apiserver`]: one etcd + kube-apiserver per test binary (`scripts/kube/`),
@@ -30,6 +32,7 @@
 //! before running tests.
 
 pub mod apiserver;
+pub mod authd;
 pub mod certs;
 pub mod daemon;
 pub mod http;

@@ -254,6 +254,19 @@ pub fn parse(buf: &mut BytesMut, ctx: &ParseContext) -> Result<Option<Command>, 
     }))
 }
 
+/// The topic of an `MPUB` line at the front of `buf` whose body has not fully
+/// arrived (what nsqd authorizes before reading the body).
+pub fn pending_mpub_topic(buf: &[u8]) -> Option<String> {
+    let rest = buf.strip_prefix(b"MPUB ")?;
+    let nl = rest.iter().position(|&b| b == b'\n')?;
+    let line = rest[..nl].strip_suffix(b"\r").unwrap_or(&rest[..nl]);
+    let topic = line.split(|&b| b == b' ').next()?;
+    std::str::from_utf8(topic)
+        .ok()
+        .filter(|t| is_valid_topic_name(t))
+        .map(str::to_owned)
+}
+
 fn topic_param(params: &[&[u8]], need: usize, cmd: &str) -> Result<String, ClientError> {
     if params.len() < need {
         return Err(ClientError::invalid(format!(
@@ -468,6 +481,15 @@ mod tests {
         }
         let ok = parse(&mut BytesMut::from(&b"IDENTIFY\n\0\0\0\x02{}"[..]), &c).unwrap();
         assert!(matches!(ok, Some(Command::Identify(_))));
+    }
+
+    #[test]
+    fn an_mpub_line_waiting_for_its_body_names_its_topic() {
+        assert_eq!(pending_mpub_topic(b"MPUB t\n\0\0").as_deref(), Some("t"));
+        assert_eq!(pending_mpub_topic(b"MPUB t\r\n").as_deref(), Some("t"));
+        assert_eq!(pending_mpub_topic(b"MPUB t"), None, "line incomplete");
+        assert_eq!(pending_mpub_topic(b"MPUB b@d\n"), None);
+        assert_eq!(pending_mpub_topic(b"PUB t\n"), None);
     }
 
     #[test]

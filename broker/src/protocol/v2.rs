@@ -55,7 +55,10 @@ struct Conn {
     /// `--auth-http-address` was given when the client connected.
     auth_enabled: bool,
     /// What AUTH sent, kept to re-authorize when the grant expires.
-    auth_secret: String,
+    auth_secret: Vec<u8>,
+    /// The topic of an MPUB whose body is still arriving, already authorized
+    /// (nsqd checks MPUB before reading its body).
+    mpub_authorized: Option<String>,
     auth: Option<AuthState>,
     /// The client certificate's common name, for the auth server.
     common_name: String,
@@ -96,7 +99,8 @@ pub async fn serve(nsqd: Arc<Nsqd>, stream: TcpStream, input: BytesMut) {
         },
         upgrade: None,
         auth_enabled: !opts.auth_http_addresses.is_empty(),
-        auth_secret: String::new(),
+        auth_secret: Vec::new(),
+        mpub_authorized: None,
         auth: None,
         common_name: String::new(),
     };
@@ -130,7 +134,12 @@ impl Conn {
                     return Ok(());
                 }
                 match parsed {
-                    Ok(None) => break,
+                    Ok(None) => {
+                        if self.auth_enabled && self.authorize_pending_mpub().await? {
+                            return Ok(());
+                        }
+                        break;
+                    }
                     Ok(Some(cmd)) => match self.exec_checked(cmd).await {
                         Ok(Some(resp)) => {
                             put_frame(&mut self.output, FRAME_TYPE_RESPONSE, &resp);
@@ -468,12 +477,34 @@ impl Conn {
         match &cmd {
             Command::Auth(secret) => return self.authenticate(secret).await,
             Command::Pub { topic, .. } => self.authorize("PUB", topic, "").await?,
-            Command::Mpub { topic, .. } => self.authorize("MPUB", topic, "").await?,
+            Command::Mpub { topic, .. } => {
+                if self.mpub_authorized.take().as_ref() != Some(topic) {
+                    self.authorize("MPUB", topic, "").await?
+                }
+            }
             Command::Dpub { topic, .. } => self.authorize("DPUB", topic, "").await?,
             Command::Sub { topic, channel } => self.authorize("SUB", topic, channel).await?,
             _ => {}
         }
         self.exec(cmd)
+    }
+
+    /// An MPUB whose body has not all arrived is authorized now, as nsqd
+    /// does before reading it. Returns true when the connection must close.
+    async fn authorize_pending_mpub(&mut self) -> std::io::Result<bool> {
+        let Some(topic) = command::pending_mpub_topic(&self.input) else {
+            return Ok(false);
+        };
+        if self.mpub_authorized.as_deref() == Some(topic.as_str()) {
+            return Ok(false);
+        }
+        match self.authorize("MPUB", &topic, "").await {
+            Ok(()) => {
+                self.mpub_authorized = Some(topic);
+                Ok(false)
+            }
+            Err(e) => self.send_error(&e).await,
+        }
     }
 
     fn has_authorizations(&self) -> bool {
@@ -487,7 +518,7 @@ impl Conn {
         if self.has_authorizations() {
             return Err(ClientError::invalid("AUTH already set"));
         }
-        self.auth_secret = String::from_utf8_lossy(secret).into_owned();
+        self.auth_secret = secret.to_vec();
         self.query_auth().await?;
         if !self.has_authorizations() {
             return Err(ClientError::fatal(

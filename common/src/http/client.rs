@@ -93,7 +93,7 @@ pub async fn request_or_https(
 }
 
 /// The `https_port` of nsqd's `TLS_REQUIRED` refusal.
-fn https_port(body: &[u8]) -> Option<u16> {
+pub fn https_port(body: &[u8]) -> Option<u16> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
     let port = v.get("https_port")?.as_u64()?;
     u16::try_from(port).ok().filter(|p| *p != 0)
@@ -213,9 +213,20 @@ pub fn tls_config(ca_file: &str, tls13_only: bool) -> Result<Arc<rustls::ClientC
     Ok(Arc::new(config))
 }
 
-/// Go's `url.QueryEscape`: as [`query_escape`], but a space is `+`.
-pub fn form_escape(s: &str) -> String {
-    query_escape(s).replace("%20", "+")
+/// Go's `url.QueryEscape` of raw bytes: unreserved bytes kept, a space as
+/// `+`, everything else (invalid UTF-8 included) as `%XX`.
+pub fn form_escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// Percent-encodes a query value (NSQ names only need `#` escaped, but be safe).
@@ -235,6 +246,12 @@ pub fn query_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn form_escape_is_gos_query_escape_byte_for_byte() {
+        assert_eq!(form_escape(b"a b+c&d"), "a+b%2Bc%26d");
+        assert_eq!(form_escape(b"\xffA\xfe"), "%FFA%FE");
+    }
 
     #[test]
     fn escapes_ephemeral_names() {
