@@ -175,3 +175,137 @@ tolerations:
 securityContext:
   {{- toYaml .ctx.Values.podSecurityContext | nindent 2 }}
 {{- end -}}
+
+{{/*
+Broker TLS (nsqd.tls). TLS is on when there is a certificate source: an
+existing Secret (nsqd.tls.secretName) or a cert-manager Certificate
+(nsqd.tls.certManager.enabled). Both are mounted from one Secret at
+nsq.nsqd.tls.mountPath.
+*/}}
+{{- define "nsq.nsqd.tls.mountPath" -}}
+/etc/nsqd/tls
+{{- end -}}
+
+{{/* The Secret holding the broker's tls.crt and tls.key; empty with TLS off. */}}
+{{- define "nsq.nsqd.tls.secretName" -}}
+{{- $t := .Values.nsqd.tls -}}
+{{- if $t.secretName -}}
+{{- $t.secretName -}}
+{{- else if $t.certManager.enabled -}}
+{{- printf "%s-tls" (include "nsq.nsqd.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+--tls-required as nsqd will apply it: "false", "true" or "tcp-https". A
+client certificate policy implies "true" (nsqd does the same). YAML and --set
+turn true/false into booleans; the schema allows both spellings.
+*/}}
+{{- define "nsq.nsqd.tls.required" -}}
+{{- if .Values.nsqd.tls.clientAuthPolicy -}}
+true
+{{- else -}}
+{{- toString (.Values.nsqd.tls.required | default "false") -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+How the broker's API can be reached by the kubelet's probes, the preStop
+hook and Prometheus: "http" (plain HTTP on 4151 answers), "https" (only HTTPS
+on 4152 answers: tls.required "true") or "mtls" (HTTPS wants a client
+certificate, which the kubelet cannot show).
+*/}}
+{{- define "nsq.nsqd.tls.localAccess" -}}
+{{- if .Values.nsqd.tls.clientAuthPolicy -}}
+mtls
+{{- else if eq (include "nsq.nsqd.tls.required" .) "true" -}}
+https
+{{- else -}}
+http
+{{- end -}}
+{{- end -}}
+
+{{/*
+Combinations nsqd would refuse, or that would leave part of the release
+unable to work. Rendered (as nothing) by nsqd-statefulset.yaml.
+*/}}
+{{- define "nsq.nsqd.tls.check" -}}
+{{- $t := .Values.nsqd.tls -}}
+{{- $on := include "nsq.nsqd.tls.secretName" . -}}
+{{- $required := include "nsq.nsqd.tls.required" . -}}
+{{- if and $t.secretName $t.certManager.enabled -}}
+{{- fail "nsqd.tls: set either secretName (an existing kubernetes.io/tls Secret) or certManager.enabled (cert-manager issues the Secret), not both" -}}
+{{- end -}}
+{{- if not $on -}}
+{{- if $t.clientAuthPolicy -}}
+{{- fail (printf "nsqd.tls.clientAuthPolicy=%s needs a certificate: set nsqd.tls.secretName to an existing kubernetes.io/tls Secret, or nsqd.tls.certManager.enabled=true" $t.clientAuthPolicy) -}}
+{{- end -}}
+{{- if ne $required "false" -}}
+{{- fail (printf "nsqd.tls.required=%s needs a certificate: set nsqd.tls.secretName to an existing kubernetes.io/tls Secret, or nsqd.tls.certManager.enabled=true" $required) -}}
+{{- end -}}
+{{- if $t.minVersion -}}
+{{- fail "nsqd.tls.minVersion needs a certificate: set nsqd.tls.secretName or nsqd.tls.certManager.enabled=true" -}}
+{{- end -}}
+{{- if $t.useCA -}}
+{{- fail "nsqd.tls.useCA reads ca.crt from the TLS Secret: set nsqd.tls.secretName or nsqd.tls.certManager.enabled=true" -}}
+{{- end -}}
+{{- end -}}
+{{- if $t.certManager.enabled -}}
+{{- if not $t.certManager.issuerRef.name -}}
+{{- fail "nsqd.tls.certManager.enabled needs nsqd.tls.certManager.issuerRef.name: the cert-manager Issuer or ClusterIssuer that signs the brokers' certificate" -}}
+{{- end -}}
+{{- $key := $t.certManager.privateKey -}}
+{{- $size := int ($key.size | default 0) -}}
+{{- if eq ($key.algorithm | default "RSA") "ECDSA" -}}
+{{- if not (or (eq $size 256) (eq $size 384) (eq $size 521)) -}}
+{{- fail (printf "nsqd.tls.certManager.privateKey: ECDSA keys are 256, 384 or 521 bits, not %d" $size) -}}
+{{- end -}}
+{{- else if lt $size 2048 -}}
+{{- fail (printf "nsqd.tls.certManager.privateKey: RSA keys need at least 2048 bits, not %d" $size) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (eq $required "true") .Values.operator.enabled -}}
+{{- fail "nsqd.tls.required=true (which nsqd.tls.clientAuthPolicy implies) makes the brokers refuse plain HTTP, the only way the operator talks to them (on the HTTP port nsqlookupd reports): use nsqd.tls.required=tcp-https (TCP clients must use TLS, HTTP stays open) without a clientAuthPolicy, or set operator.enabled=false" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The names the brokers answer to, for their certificate: the client Service
+(short, namespaced and .svc forms) and every broker's broadcast name under the
+headless Service, plus the cluster-domain forms when clusterDomain is set.
+*/}}
+{{- define "nsq.nsqd.tls.dnsNames" -}}
+{{- $svc := include "nsq.nsqd.fullname" . -}}
+{{- $headless := include "nsq.nsqd.headless" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- $names := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "*.%s.%s.svc" $headless $ns) -}}
+{{- with .Values.clusterDomain -}}
+{{- $domain := trimSuffix "." . -}}
+{{- $names = append $names (printf "%s.%s.svc.%s" $svc $ns $domain) -}}
+{{- $names = append $names (printf "*.%s.%s.svc.%s" $headless $ns $domain) -}}
+{{- end -}}
+{{- concat $names .Values.nsqd.tls.certManager.extraDnsNames | uniq | toYaml -}}
+{{- end -}}
+
+{{/*
+The kubelet's check of a broker (startup, readiness, liveness): GET /ping on
+plain HTTP; over HTTPS when plain HTTP is refused (the kubelet does not verify
+certificates); only a TCP connect when HTTPS wants a client certificate,
+because the kubelet has none to show.
+*/}}
+{{- define "nsq.nsqd.probe" -}}
+{{- $access := include "nsq.nsqd.tls.localAccess" . -}}
+{{- if eq $access "mtls" -}}
+tcpSocket:
+  port: https
+{{- else if eq $access "https" -}}
+httpGet:
+  path: /ping
+  port: https
+  scheme: HTTPS
+{{- else -}}
+httpGet:
+  path: /ping
+  port: http
+{{- end -}}
+{{- end -}}

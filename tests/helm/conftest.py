@@ -63,6 +63,34 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "operator-one-namespace": {"operator": {"watchNamespace": "apps"}},
     "fully-qualified-names": {"clusterDomain": "cluster.local"},
     "more-replicas": {"lookupd": {"replicas": 5}, "nsqd": {"replicas": 7}},
+    # Broker TLS (test_tls.py): from an existing Secret, TCP must upgrade,
+    # plain HTTP stays; auth servers asked with POST.
+    "tls-secret": {
+        "nsqd": {
+            "tls": {"secretName": "nsq-broker-tls", "useCA": True,
+                    "required": "tcp-https", "minVersion": "tls1.2"},
+            "auth": {"httpAddresses": ["nsq-auth.auth.svc:4181", "https://auth.example.com/auth"],
+                     "requestMethod": "post"},
+        },
+        "networkPolicy": {"enabled": True},
+        "tests": {"authSecret": {"name": "nsq-auth", "key": "token"}},
+    },
+    # cert-manager issues the Secret; only HTTPS answers (so no operator).
+    "tls-cert-manager": {
+        "clusterDomain": "cluster.local",
+        "nsqd": {"tls": {"required": True, "certManager": {
+            "enabled": True, "issuerRef": {"name": "nsq-ca", "kind": "ClusterIssuer"}}}},
+        "operator": {"enabled": False},
+        "networkPolicy": {"enabled": True},
+        "metrics": {"serviceMonitor": {"enabled": True}},
+    },
+    # Client certificates checked against the Secret's ca.crt.
+    "tls-client-auth": {
+        "nsqd": {"tls": {"secretName": "nsq-broker-tls", "useCA": True,
+                         "clientAuthPolicy": "require-verify"}},
+        "operator": {"enabled": False},
+        "metrics": {"serviceMonitor": {"enabled": True}},
+    },
 }
 
 

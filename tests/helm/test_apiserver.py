@@ -15,6 +15,7 @@ import helm_python
 import pytest
 
 import nsqchart
+from conftest import values
 from kube import ApiError, ApiServer
 
 RELEASE = "nsq"
@@ -59,6 +60,41 @@ def test_server_side_dry_run_accepts_every_object(apiserver: ApiServer):
     with pytest.raises(ApiError) as missing:
         apiserver.get(f"/apis/apps/v1/namespaces/{ns}/statefulsets/nsq-nsqd")
     assert missing.value.status == 404
+
+
+# Broker TLS value sets, minus what this API server cannot hold: it has no
+# Prometheus Operator or cert-manager CRDs, so ServiceMonitors stay off and a
+# Certificate is left out (test_schemas.py checks its shape).
+TLS_SETS = {
+    "tls-secret": values("tls-secret"),
+    "tls-client-auth": {**values("tls-client-auth"), "metrics": {"serviceMonitor": {"enabled": False}}},
+    "tls-cert-manager": {**values("tls-cert-manager"), "metrics": {"serviceMonitor": {"enabled": False}}},
+}
+
+
+@pytest.mark.parametrize("name", sorted(TLS_SETS))
+def test_server_side_dry_run_accepts_broker_tls_objects(apiserver: ApiServer, name: str):
+    ns = f"nsq-dry-run-{name}"
+    apiserver.ensure_namespace(ns)
+    release = nsqchart.install_dry_run(TLS_SETS[name], namespace=ns, kube_version="v1.20.2")
+    objs = [o for o in objects_of(release) if o["kind"] != "Certificate"]
+    for obj in objs:
+        try:
+            apiserver.create(obj, dry_run=True)
+        except ApiError as e:
+            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} refused: {e}")
+    (sts,) = [o for o in objs if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "nsq-nsqd"]
+    (c,) = sts["spec"]["template"]["spec"]["containers"]
+    assert {p["name"] for p in c["ports"]} == {"tcp", "http", "https"}
+
+
+def test_cert_manager_certificate_needs_cert_managers_crds(apiserver: ApiServer):
+    # What `helm install` says on a cluster without cert-manager.
+    ns = "nsq-no-cert-manager"
+    apiserver.ensure_namespace(ns)
+    with helm(apiserver, ns) as cfg, helm_python.Chart.load(nsqchart.CHART_DIR) as chart, \
+            pytest.raises(helm_python.HelmError, match='no matches for kind "Certificate" in version "cert-manager.io/v1"'):
+        cfg.install(chart, RELEASE, TLS_SETS["tls-cert-manager"], dry_run="server")
 
 
 def test_install_creates_the_crds_and_every_object(apiserver: ApiServer, installed):

@@ -22,11 +22,72 @@ CHART_CRDS = sorted((nsqchart.CHART_DIR / "crds").glob("*.yaml"))
 
 # Kinds kubernetes-validate has no schema for: they come from CRDs that are
 # not part of Kubernetes. The Prometheus Operator's ServiceMonitor is checked
-# for shape in test_values.py instead.
-NOT_IN_KUBERNETES = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+# for shape in test_values.py instead; cert-manager's Certificate against
+# CERTIFICATE_SCHEMA below.
+NOT_IN_KUBERNETES = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("cert-manager.io/v1", "Certificate"),
+}
+
+# A minimal schema for cert-manager v1's Certificate: the fields the chart
+# renders, with the names, types and enums of its CRD
+# (certificates.cert-manager.io), strict about unknown fields so a typo fails
+# here rather than being pruned by the API server.
+CERTIFICATE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "cert-manager.io/v1"},
+        "kind": {"const": "Certificate"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {
+            "type": "object",
+            "required": ["secretName", "issuerRef"],
+            "additionalProperties": False,
+            "properties": {
+                "secretName": {"type": "string", "minLength": 1},
+                "issuerRef": {
+                    "type": "object",
+                    "required": ["name"],
+                    "additionalProperties": False,
+                    "properties": {"name": {"type": "string", "minLength": 1},
+                                   "kind": {"type": "string"}, "group": {"type": "string"}},
+                },
+                "dnsNames": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                "usages": {"type": "array", "items": {"enum": [
+                    "signing", "digital signature", "content commitment", "key encipherment",
+                    "key agreement", "data encipherment", "cert sign", "crl sign",
+                    "encipher only", "decipher only", "any", "server auth", "client auth",
+                    "code signing", "email protection", "s/mime", "ipsec end system",
+                    "ipsec tunnel", "ipsec user", "timestamping", "ocsp signing",
+                    "microsoft sgc", "netscape sgc"]}},
+                "privateKey": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "algorithm": {"enum": ["RSA", "ECDSA", "Ed25519"]},
+                        "size": {"type": "integer"},
+                        "encoding": {"enum": ["PKCS1", "PKCS8"]},
+                        "rotationPolicy": {"enum": ["Never", "Always"]},
+                    },
+                },
+                "duration": {"type": "string"},
+                "renewBefore": {"type": "string"},
+            },
+        },
+    },
+}
 
 
 def validate_k8s(obj: dict[str, Any], version: str) -> None:
+    if (obj["apiVersion"], obj["kind"]) == ("cert-manager.io/v1", "Certificate"):
+        errors = sorted(jsonschema.Draft7Validator(CERTIFICATE_SCHEMA).iter_errors(obj), key=str)
+        if errors:
+            pytest.fail("\n".join(f"Certificate/{obj['metadata']['name']} at "
+                                   f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+                                   for e in errors))
+        return
     try:
         kubernetes_validate.validate(obj, version, strict=True)
     except kubernetes_validate.SchemaNotFoundError:
