@@ -89,8 +89,12 @@ pub fn server_config(opts: &Options) -> Result<Option<Arc<ServerConfig>>, String
 /// nsqd's `buildClientTLSConfig`, for `https://` auth servers: trusts
 /// `--tls-root-ca-file`, else the system's roots.
 pub fn client_config(opts: &Options) -> Result<Arc<ClientConfig>, String> {
-    nsq_common::http::client::tls_config(&opts.tls_root_ca_file, opts.tls_min_version >= TLS13)
-        .map_err(|e| format!("failed to build client TLS config - {e}"))
+    nsq_common::http::client::tls_config(
+        &opts.tls_root_ca_file,
+        opts.tls_min_version >= TLS13,
+        None,
+    )
+    .map_err(|e| format!("failed to build client TLS config - {e}"))
 }
 
 fn load_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {

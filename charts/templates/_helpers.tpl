@@ -264,9 +264,6 @@ unable to work. Rendered (as nothing) by nsqd-statefulset.yaml.
 {{- fail (printf "nsqd.tls.certManager.privateKey: RSA keys need at least 2048 bits, not %d" $size) -}}
 {{- end -}}
 {{- end -}}
-{{- if and (eq $required "true") .Values.operator.enabled -}}
-{{- fail "nsqd.tls.required=true (which nsqd.tls.clientAuthPolicy implies) makes the brokers refuse plain HTTP, the only way the operator talks to them (on the HTTP port nsqlookupd reports): use nsqd.tls.required=tcp-https (TCP clients must use TLS, HTTP stays open) without a clientAuthPolicy, or set operator.enabled=false" -}}
-{{- end -}}
 {{- end -}}
 
 {{/*

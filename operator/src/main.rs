@@ -77,10 +77,7 @@ async fn run(opts: Options) -> anyhow::Result<()> {
             connect: opts.http_client_connect_timeout,
             request: opts.http_client_request_timeout,
         },
-        tls: Some(
-            nsq_common::http::client::tls_config(&opts.http_client_tls_root_ca_file, false)
-                .map_err(|e| anyhow!("--http-client-tls-root-ca-file: {e}"))?,
-        ),
+        tls: Some(opts.http_client_tls().map_err(|e| anyhow!("{e}"))?),
     };
     let namespace = opts.watch_namespace();
     tracing::info!(

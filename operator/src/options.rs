@@ -3,6 +3,7 @@
 //! TOML file below the command line and above the defaults), and their
 //! start-up validation.
 
+use nsq_common::http::client::{tls_config, ClientCert};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -48,6 +49,9 @@ pub struct Options {
     pub http_client_request_timeout: Duration,
     /// CA of the brokers' HTTPS certificates (empty: the system's roots).
     pub http_client_tls_root_ca_file: String,
+    /// Client certificate and key shown to brokers that ask for one.
+    pub http_client_tls_cert: String,
+    pub http_client_tls_key: String,
 }
 
 /// Defaults that come from the environment (the Downward API in a pod).
@@ -162,6 +166,16 @@ fn flag_set(env: &EnvDefaults) -> FlagSet {
             "",
             "CA of brokers' HTTPS certificates, for brokers with --tls-required (default: the system's)",
         )
+        .string(
+            "http-client-tls-cert",
+            "",
+            "Client certificate (PEM) for brokers with a --tls-client-auth-policy",
+        )
+        .string(
+            "http-client-tls-key",
+            "",
+            "Key (PEM) of --http-client-tls-cert",
+        )
 }
 
 impl Default for Options {
@@ -211,6 +225,8 @@ impl Options {
             http_client_connect_timeout: p.get_duration("http-client-connect-timeout"),
             http_client_request_timeout: p.get_duration("http-client-request-timeout"),
             http_client_tls_root_ca_file: p.get_string("http-client-tls-root-ca-file"),
+            http_client_tls_cert: p.get_string("http-client-tls-cert"),
+            http_client_tls_key: p.get_string("http-client-tls-key"),
         }
     }
 
@@ -219,8 +235,22 @@ impl Options {
         Some(self.namespace.clone()).filter(|ns| !ns.is_empty())
     }
 
+    /// The TLS client for brokers that refuse plain HTTP (nsqadmin's
+    /// `--http-client-tls-*` flags).
+    pub fn http_client_tls(&self) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+        let client = (!self.http_client_tls_cert.is_empty()).then_some(ClientCert {
+            cert: &self.http_client_tls_cert,
+            key: &self.http_client_tls_key,
+        });
+        tls_config(&self.http_client_tls_root_ca_file, false, client)
+            .map_err(|e| format!("failed to build the HTTP client's TLS config - {e}"))
+    }
+
     /// Refuses settings the operator cannot run with.
     pub fn validate(&self) -> Result<(), String> {
+        if self.http_client_tls_cert.is_empty() != self.http_client_tls_key.is_empty() {
+            return Err("--http-client-tls-cert and --http-client-tls-key go together".into());
+        }
         if self.resync_period.is_zero() {
             return Err("--resync-period must be greater than 0".into());
         }

@@ -335,14 +335,39 @@ def test_notes_give_the_https_address_and_drop_http_when_it_is_refused(rendered_
     ({"nsqd": {"tls": {"certManager": {"enabled": True, "issuerRef": {"name": "ca"},
                                        "privateKey": {"algorithm": "ECDSA"}}}}},
      "ECDSA keys are 256, 384 or 521 bits, not 2048"),
-    ({"nsqd": {"tls": {"secretName": "x", "required": "true"}}},
-     "refuse plain HTTP, the only way the operator talks to them"),
-    ({"nsqd": {"tls": {"secretName": "x", "clientAuthPolicy": "require-verify"}}},
-     "which nsqd.tls.clientAuthPolicy implies"),
 ])
 def test_invalid_tls_combinations_are_refused_with_a_reason(vals, message):
     with pytest.raises(helm_python.HelmError, match=re.escape(message)):
         render(vals)
+
+
+def operator_container(r: Rendered) -> dict[str, Any]:
+    (c,) = r.get("Deployment", "nsq-operator")["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+@pytest.mark.parametrize("tls, args", [
+    ({"required": "tcp-https"}, []),
+    ({"required": "true"}, []),
+    ({"required": "true", "useCA": True},
+     ["--http-client-tls-root-ca-file=/etc/nsq-operator/tls/ca.crt"]),
+    ({"clientAuthPolicy": "require-verify", "useCA": True},
+     ["--http-client-tls-root-ca-file=/etc/nsq-operator/tls/ca.crt",
+      "--http-client-tls-cert=/etc/nsq-operator/tls/tls.crt",
+      "--http-client-tls-key=/etc/nsq-operator/tls/tls.key"]),
+])
+def test_operator_reaches_brokers_that_refuse_plain_http_over_https(tls, args):
+    r = render({"nsqd": {"tls": {"secretName": SECRET, **tls}}})
+    c = operator_container(r)
+    got = [a for a in c["args"] if a.startswith("--http-client-tls")]
+    assert got == args
+    pod = r.get("Deployment", "nsq-operator")["spec"]["template"]["spec"]
+    if tls.get("required") == "true" or tls.get("clientAuthPolicy"):
+        assert c["volumeMounts"] == [
+            {"name": "nsqd-tls", "mountPath": "/etc/nsq-operator/tls", "readOnly": True}]
+        assert pod["volumes"] == [{"name": "nsqd-tls", "secret": {"secretName": SECRET}}]
+    else:
+        assert "volumeMounts" not in c and "volumes" not in pod
 
 
 @pytest.mark.parametrize("bad", [

@@ -182,10 +182,22 @@ where
     Ok(Response { status, body })
 }
 
+/// A client certificate and its key, as PEM files.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientCert<'a> {
+    pub cert: &'a str,
+    pub key: &'a str,
+}
+
 /// A TLS client trusting the CAs in the PEM file `ca_file`, or the system's
-/// roots when it is empty; `tls13_only` leaves TLS 1.2 out.
-pub fn tls_config(ca_file: &str, tls13_only: bool) -> Result<Arc<rustls::ClientConfig>, String> {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
+/// roots when it is empty, showing `client` when the server asks; `tls13_only`
+/// leaves TLS 1.2 out.
+pub fn tls_config(
+    ca_file: &str,
+    tls13_only: bool,
+    client: Option<ClientCert<'_>>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
     let mut roots = rustls::RootCertStore::empty();
     if ca_file.is_empty() {
         roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
@@ -208,8 +220,19 @@ pub fn tls_config(ca_file: &str, tls13_only: bool) -> Result<Arc<rustls::ClientC
     ))
     .with_protocol_versions(versions)
     .expect("the ring provider speaks TLS 1.2 and 1.3")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    .with_root_certificates(roots);
+    let config = match client {
+        None => config.with_no_client_auth(),
+        Some(c) => {
+            let chain = CertificateDer::pem_file_iter(c.cert)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("{}: {e}", c.cert))?;
+            let key = PrivateKeyDer::from_pem_file(c.key).map_err(|e| format!("{}: {e}", c.key))?;
+            config
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("{}: {e}", c.cert))?
+        }
+    };
     Ok(Arc::new(config))
 }
 
