@@ -12,10 +12,14 @@ use std::time::Duration;
 
 /// A lookupd and one broker that refuses plain HTTP; the CA that signed it.
 fn tls_broker() -> (Pki, Nsqlookupd, Nsqd) {
+    tls_broker_with("--tls-required=true")
+}
+
+fn tls_broker_with(flag: &str) -> (Pki, Nsqlookupd, Nsqd) {
     let pki = Pki::new();
     let lookupd = Nsqlookupd::start(&[]);
     let mut args: Vec<String> = pki.nsqd_args();
-    args.push("--tls-required=true".into());
+    args.push(flag.into());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let broker = registered_nsqd(&[&lookupd], &args);
     wait_listed(&lookupd, &broker);
@@ -74,4 +78,28 @@ fn operator_without_the_ca_reports_the_tls_required_broker_unreachable() {
     assert!(!b.present, "{b:?}");
     let error = b.error.as_deref().unwrap_or_default();
     assert!(error.contains("TLS handshake"), "{error}");
+}
+
+#[test]
+fn operator_shows_its_client_certificate_to_a_broker_that_requires_one() {
+    let (pki, lookupd, _broker) = tls_broker_with("--tls-client-auth-policy=require-verify");
+    let me = pki.client("nsq-operator");
+    let kube = Kube::new();
+    let flags = [
+        format!("--http-client-tls-root-ca-file={}", pki.ca.display()),
+        format!("--http-client-tls-cert={}", me.cert.display()),
+        format!("--http-client-tls-key={}", me.key.display()),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let _operator = Operator::try_start(
+        &kube,
+        &[lookupd.http_addr().to_string()],
+        "operator-0",
+        &flags,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    kube.apply_file("deploy/examples/topic.yaml");
+    wait_topic(&kube, "orders", READY_WITHIN, "True", "Reconciled", |t| {
+        same(t.status.as_ref().map(|s| s.broker_count), Some(1))
+    });
 }
