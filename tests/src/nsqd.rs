@@ -100,11 +100,15 @@ impl Nsqd {
 
     /// The HTTPS address, from the `HTTPS: listening on` line (TLS brokers only).
     pub fn https_addr(&self) -> SocketAddr {
-        crate::wait_for(Duration::from_secs(5), "the HTTPS: listening on line", || {
-            self.stderr_lines()
-                .iter()
-                .find_map(|l| daemon::listening_addr(l, "HTTPS: listening on "))
-        })
+        crate::wait_for(
+            Duration::from_secs(5),
+            "the HTTPS: listening on line",
+            || {
+                self.stderr_lines()
+                    .iter()
+                    .find_map(|l| daemon::listening_addr(l, "HTTPS: listening on "))
+            },
+        )
     }
 
     /// One HTTP request to the broker's HTTP API.

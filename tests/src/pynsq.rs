@@ -32,7 +32,7 @@ pub fn venv_dir() -> PathBuf {
 }
 
 /// The venv's interpreter, creating the venv and installing the pinned
-/// requirements first if `import nsq` does not work yet.
+/// requirements first if `import nsq, tornado, snappy` does not work yet.
 pub fn python() -> PathBuf {
     let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let venv = venv_dir();
@@ -61,7 +61,7 @@ pub fn python() -> PathBuf {
     );
     assert!(
         imports_ok(&py),
-        "pynsq installed into {} but `import nsq, tornado` still fails",
+        "pynsq installed into {} but `import nsq, tornado, snappy` still fails",
         venv.display()
     );
     py
@@ -69,7 +69,7 @@ pub fn python() -> PathBuf {
 
 fn imports_ok(py: &Path) -> bool {
     Command::new(py)
-        .args(["-c", "import nsq, tornado"])
+        .args(["-c", "import nsq, tornado, snappy"])
         .output()
         .is_ok_and(|o| o.status.success())
 }

@@ -5,13 +5,24 @@
 //! `nsq_common::wire`, the same codec the broker uses; the assertions compare
 //! bytes against nsqd's documented wire format, so a shared codec bug would
 //! still show up as a mismatch against the literal bytes in the tests.
+//!
+//! After an IDENTIFY that negotiated them, the client switches to TLS
+//! ([`V2Client::upgrade_tls`]) and to snappy or deflate
+//! ([`V2Client::start_snappy`], [`V2Client::start_deflate`]), layered as nsqd
+//! layers them: compression inside TLS. Until compression starts, the bytes
+//! the broker sent can be looked at as they came ([`V2Client::peek_raw`]).
 
+use bytes::BytesMut;
+use nsq_common::compress::deflate::{DeflateDecoder, DeflateEncoder};
+use nsq_common::compress::snappy::{SnappyDecoder, SnappyEncoder};
 use nsq_common::wire::{
     decode_message, split_frame, FRAME_TYPE_ERROR, FRAME_TYPE_MESSAGE, FRAME_TYPE_RESPONSE,
     MAGIC_V2,
 };
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Default wait for a frame the test expects.
@@ -70,9 +81,54 @@ pub(crate) fn open_stream(addr: SocketAddr) -> TcpStream {
     stream
 }
 
+/// The socket, plain or TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => &s.sock,
+        }
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.write_all(bytes),
+            Stream::Tls(s) => {
+                s.write_all(bytes)?;
+                s.flush()
+            }
+        }
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+/// The compression negotiated in IDENTIFY, above the socket.
+enum Codec {
+    None,
+    Snappy(Box<(SnappyEncoder, SnappyDecoder)>),
+    Deflate(Box<(DeflateEncoder, DeflateDecoder)>),
+}
+
 pub struct V2Client {
-    stream: TcpStream,
+    stream: Stream,
+    codec: Codec,
+    /// Compressed bytes read but not decoded yet.
+    raw: BytesMut,
+    /// Plaintext read but not taken as frames yet.
     buf: Vec<u8>,
+    /// Why the last read found the connection closed (an I/O or TLS error).
+    close_reason: Option<String>,
 }
 
 impl V2Client {
@@ -85,15 +141,138 @@ impl V2Client {
 
     pub fn connect_without_magic(addr: SocketAddr) -> V2Client {
         V2Client {
-            stream: open_stream(addr),
+            stream: Stream::Plain(open_stream(addr)),
+            codec: Codec::None,
+            raw: BytesMut::new(),
             buf: Vec::new(),
+            close_reason: None,
         }
     }
 
+    /// Writes `bytes`, compressed when compression is on.
     pub fn write(&mut self, bytes: &[u8]) {
+        let wire = match &mut self.codec {
+            Codec::None => return self.write_raw(bytes),
+            Codec::Snappy(c) => std::mem::take(c.0.encode(bytes).expect("snappy encode")),
+            Codec::Deflate(c) => std::mem::take(c.0.encode(bytes).expect("deflate encode")),
+        };
+        self.write_raw(&wire);
+    }
+
+    /// Writes `bytes` below compression (inside TLS when it is on).
+    pub fn write_raw(&mut self, bytes: &[u8]) {
         self.stream
             .write_all(bytes)
             .unwrap_or_else(|e| panic!("write {:?}: {e}", String::from_utf8_lossy(bytes)));
+    }
+
+    /// Why the connection was found closed: the I/O or TLS error, if any
+    /// (`None` for a clean EOF or while open).
+    pub fn close_reason(&self) -> Option<&str> {
+        self.close_reason.as_deref()
+    }
+
+    /// The client side of the TLS handshake, on the socket as it is (after
+    /// IDENTIFY's answer). Panics if the broker sent anything past that
+    /// answer first. `Err` carries rustls' or the socket's error.
+    pub fn upgrade_tls(&mut self, config: Arc<ClientConfig>) -> Result<(), String> {
+        assert!(
+            self.buf.is_empty(),
+            "the broker sent {:?} before the TLS handshake",
+            self.buf
+        );
+        let Stream::Plain(tcp) = &self.stream else {
+            panic!("TLS is already on");
+        };
+        // A second handle on the socket: on failure the plain one stays usable.
+        let sock = tcp.try_clone().expect("clone the socket");
+        sock.set_read_timeout(Some(FRAME_TIMEOUT))
+            .expect("read timeout");
+        let conn = ClientConnection::new(config, crate::certs::server_name())
+            .map_err(|e| e.to_string())?;
+        let mut tls = StreamOwned::new(conn, sock);
+        while tls.conn.is_handshaking() {
+            tls.conn
+                .complete_io(&mut tls.sock)
+                .map_err(|e| e.to_string())?;
+        }
+        self.stream = Stream::Tls(Box::new(tls));
+        Ok(())
+    }
+
+    /// Reads until `done` holds for the bytes received so far (decrypted, not
+    /// decompressed) and returns a copy of them; they stay buffered for the
+    /// frame reader or for [`V2Client::start_snappy`]/[`V2Client::start_deflate`].
+    pub fn peek_raw(&mut self, done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+        assert!(
+            matches!(self.codec, Codec::None),
+            "peek_raw sees the stream below compression only before it starts"
+        );
+        let deadline = Instant::now() + FRAME_TIMEOUT;
+        while !done(&self.buf) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!("timed out peeking; have {:?}", self.buf);
+            }
+            if let Err(e) = self.read_some(left) {
+                panic!("{e:?} while peeking; have {:?}", self.buf);
+            }
+        }
+        self.buf.clone()
+    }
+
+    /// Every byte until the broker closes the connection (before compression).
+    pub fn read_until_closed(&mut self) -> Vec<u8> {
+        let deadline = Instant::now() + FRAME_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.read_some(left) {
+                Ok(()) => {}
+                Err(NoFrame::Closed) => return std::mem::take(&mut self.buf),
+                Err(NoFrame::Timeout) => {
+                    panic!("the connection stayed open; got {:?}", self.buf)
+                }
+            }
+        }
+    }
+
+    /// Snappy from here on (after IDENTIFY's answer): what was read past the
+    /// last frame taken is the start of the snappy stream.
+    pub fn start_snappy(&mut self) {
+        self.start_codec(Codec::Snappy(Box::default()));
+    }
+
+    /// Deflate from here on; the client compresses at `level` (1..=9).
+    pub fn start_deflate(&mut self, level: u32) {
+        self.start_codec(Codec::Deflate(Box::new((
+            DeflateEncoder::new(level),
+            DeflateDecoder::default(),
+        ))));
+    }
+
+    fn start_codec(&mut self, codec: Codec) {
+        assert!(
+            matches!(self.codec, Codec::None),
+            "compression is already on"
+        );
+        self.codec = codec;
+        self.raw = BytesMut::from(&self.buf[..]);
+        self.buf.clear();
+        self.decode();
+    }
+
+    /// Moves what `raw` holds, decompressed, into `buf`.
+    fn decode(&mut self) {
+        let mut out = BytesMut::new();
+        let result = match &mut self.codec {
+            Codec::None => return,
+            Codec::Snappy(c) => c.1.decode(&mut self.raw, &mut out),
+            Codec::Deflate(c) => c.1.decode(&mut self.raw, &mut out),
+        };
+        if let Err(e) = result {
+            panic!("the broker's compressed stream does not decode: {e}");
+        }
+        self.buf.extend_from_slice(&out);
     }
 
     /// Writes `line` and a newline.
@@ -147,20 +326,29 @@ impl V2Client {
     /// Reads whatever arrives within `timeout` into the buffer.
     fn read_some(&mut self, timeout: Duration) -> Result<(), NoFrame> {
         self.stream
+            .tcp()
             .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
             .expect("read timeout");
         let mut chunk = [0u8; 64 * 1024];
         match self.stream.read(&mut chunk) {
             Ok(0) => Err(NoFrame::Closed),
             Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
+                if matches!(self.codec, Codec::None) {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                } else {
+                    self.raw.extend_from_slice(&chunk[..n]);
+                    self.decode();
+                }
                 Ok(())
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 Err(NoFrame::Timeout)
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => Ok(()),
-            Err(_) => Err(NoFrame::Closed),
+            Err(e) => {
+                self.close_reason = Some(e.to_string());
+                Err(NoFrame::Closed)
+            }
         }
     }
 
@@ -259,6 +447,20 @@ impl V2Client {
     pub fn identify(&mut self, json: &serde_json::Value) -> Frame {
         self.command_with_body("IDENTIFY", json.to_string().as_bytes());
         self.next_frame()
+    }
+
+    /// IDENTIFY with `json`, which asks for `feature_negotiation`; returns
+    /// the broker's JSON answer, panicking on anything else.
+    pub fn identify_features(&mut self, json: &serde_json::Value) -> serde_json::Value {
+        match self.identify(json) {
+            Frame::Response(body) => serde_json::from_slice(&body).unwrap_or_else(|e| {
+                panic!(
+                    "IDENTIFY answer is not JSON ({e}): {:?}",
+                    String::from_utf8_lossy(&body)
+                )
+            }),
+            other => panic!("expected IDENTIFY's JSON answer, got {}", describe(&other)),
+        }
     }
 
     /// SUB, expecting OK.

@@ -8,6 +8,7 @@ use crate::tls::TlsInfo;
 use bytes::{Buf, BytesMut};
 use nsq_common::compress::deflate::{DeflateDecoder, DeflateEncoder};
 use nsq_common::compress::snappy::{SnappyDecoder, SnappyEncoder};
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -106,8 +107,8 @@ impl Transport {
 
     /// The server side of the TLS handshake, bounded by `timeout` as nsqd's
     /// 5 s deadline. `leftover` is what the client sent past IDENTIFY: the start
-    /// of its handshake. On failure the plain socket is kept for the error
-    /// frame, unless the handshake timed out.
+    /// of its handshake. On failure, time-out included, the plain socket is
+    /// kept for the error frame.
     pub async fn start_tls(
         &mut self,
         acceptor: &TlsAcceptor,
@@ -117,23 +118,22 @@ impl Transport {
         let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Upgrading) else {
             return Err(io::Error::other("TLS already negotiated"));
         };
-        let accept = acceptor
-            .accept(Rewind {
-                prefix: leftover,
-                inner: tcp,
-            })
-            .into_fallible();
-        match tokio::time::timeout(timeout, accept).await {
-            Ok(Ok(tls)) => {
+        let rewind = Rewind {
+            prefix: leftover,
+            inner: tcp,
+            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+        };
+        match acceptor.accept(rewind).into_fallible().await {
+            Ok(mut tls) => {
+                tls.get_mut().0.deadline = None;
                 let info = TlsInfo::of(tls.get_ref().1);
                 self.stream = Stream::Tls(Box::new(tls));
                 Ok(info)
             }
-            Ok(Err((e, rewind))) => {
+            Err((e, rewind)) => {
                 self.stream = Stream::Plain(rewind.inner);
                 Err(e)
             }
-            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "i/o timeout")),
         }
     }
 
@@ -175,10 +175,34 @@ impl Stream {
     }
 }
 
-/// A socket with bytes already read off it put back in front.
+/// A socket with bytes already read off it put back in front, and an I/O
+/// deadline (the handshake's) after which waiting reads and writes fail, so
+/// a timed-out handshake hands the socket back instead of taking it along.
 struct Rewind {
     prefix: BytesMut,
     inner: TcpStream,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Rewind {
+    /// For an operation that would wait: an error once the deadline passed.
+    fn past_deadline<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        pending: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if pending.is_pending() {
+            if let Some(d) = &mut self.deadline {
+                if d.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "i/o timeout",
+                    )));
+                }
+            }
+        }
+        pending
+    }
 }
 
 impl AsyncRead for Rewind {
@@ -193,7 +217,8 @@ impl AsyncRead for Rewind {
             self.prefix.advance(n);
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let p = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.past_deadline(cx, p)
     }
 }
 
@@ -203,11 +228,13 @@ impl AsyncWrite for Rewind {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let p = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.past_deadline(cx, p)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let p = Pin::new(&mut self.inner).poll_flush(cx);
+        self.past_deadline(cx, p)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -219,7 +246,8 @@ impl AsyncWrite for Rewind {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let p = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.past_deadline(cx, p)
     }
 
     fn is_write_vectored(&self) -> bool {
