@@ -477,10 +477,9 @@ impl Conn {
         match &cmd {
             Command::Auth(secret) => return self.authenticate(secret).await,
             Command::Pub { topic, .. } => self.authorize("PUB", topic, "").await?,
-            Command::Mpub { topic, .. } => {
-                if self.mpub_authorized.take().as_ref() != Some(topic) {
-                    self.authorize("MPUB", topic, "").await?
-                }
+            // Checked already if it was authorized before its body arrived.
+            Command::Mpub { topic, .. } if self.mpub_authorized.take().as_ref() != Some(topic) => {
+                self.authorize("MPUB", topic, "").await?
             }
             Command::Dpub { topic, .. } => self.authorize("DPUB", topic, "").await?,
             Command::Sub { topic, channel } => self.authorize("SUB", topic, channel).await?,
