@@ -86,3 +86,26 @@ fn run(cmd: &mut Command, what: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Runs `tests/python/<script>` with `args` in the venv; it must exit 0 and
+/// print one JSON report, which is returned (with the script's stderr).
+pub fn run_script<S: AsRef<std::ffi::OsStr>>(
+    script: &str,
+    args: &[S],
+) -> (serde_json::Value, String) {
+    let out = Command::new(python())
+        .arg(python_dir().join(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    let report = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("{script}: bad report ({e}): {stdout}\n{stderr}"));
+    (report, stderr)
+}

@@ -12,7 +12,6 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_nsq::{
@@ -1203,28 +1202,19 @@ async fn tokio_nsq_over_tls_with_a_client_certificate_and_a_secret_round_trips()
 
 #[test]
 fn pynsq_reader_and_writer_with_auth_secret_round_trip_every_message() {
-    let python = pynsq::python();
     let authd = AuthServer::start();
     authd.reply("py-secret", allow_all(60, "python"));
     let nsqd = broker(&authd, &[]);
     let n = 30;
-    let out = Command::new(&python)
-        .arg(pynsq::python_dir().join("pynsq_auth.py"))
-        .arg(nsqd.tcp_addr().to_string())
-        .arg("py_auth_t")
-        .arg(n.to_string())
-        .arg("py-secret")
-        .output()
-        .expect("run the pynsq script");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "pynsq script failed ({}):\n{stdout}\n{stderr}",
-        out.status
+    let (report, stderr) = pynsq::run_script(
+        "pynsq_roundtrip.py",
+        &[
+            nsqd.tcp_addr().to_string(),
+            "py_auth_t".into(),
+            n.to_string(),
+            "py-secret".into(),
+        ],
     );
-    let report: Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("bad report ({e}): {stdout}\n{stderr}"));
     assert_eq!(
         report,
         json!({

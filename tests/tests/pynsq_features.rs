@@ -5,14 +5,12 @@
 
 use nsq_tests::certs::Pki;
 use nsq_tests::{pynsq, Nsqd};
-use serde_json::{json, Value};
-use std::process::Command;
+use serde_json::json;
 
 /// Messages published with PUB, and as many again in one MPUB.
 const N: usize = 200;
 
 fn run_mode(mode: &str) {
-    let python = pynsq::python();
     let pki = Pki::new();
     let mut args = pki.nsqd_args();
     // TCP needs TLS in the TLS modes; /stats stays on plain HTTP for the script.
@@ -20,24 +18,16 @@ fn run_mode(mode: &str) {
         args.push("--tls-required=tcp-https".into());
     }
     let nsqd = Nsqd::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let out = Command::new(&python)
-        .arg(pynsq::python_dir().join("pynsq_features.py"))
-        .arg(nsqd.tcp_addr().to_string())
-        .arg(nsqd.http_addr().to_string())
-        .arg(&pki.ca)
-        .arg(mode)
-        .arg(N.to_string())
-        .output()
-        .expect("run the pynsq script");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "pynsq script ({mode}) failed ({}):\n{stdout}\n{stderr}",
-        out.status
+    let (report, stderr) = pynsq::run_script(
+        "pynsq_features.py",
+        &[
+            nsqd.tcp_addr().to_string(),
+            nsqd.http_addr().to_string(),
+            pki.ca.display().to_string(),
+            mode.to_string(),
+            N.to_string(),
+        ],
     );
-    let report: Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("bad report ({e}): {stdout}\n{stderr}"));
     assert_eq!(
         (
             &report["published"],
