@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use bytes::BytesMut;
-use nsq_common::compress::deflate::{DeflateDecoder, DeflateEncoder};
-use nsq_common::compress::snappy::{SnappyDecoder, SnappyEncoder};
+use nsq_common::compress::Codec;
 use nsq_common::wire::MAGIC_V2;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -67,12 +66,6 @@ impl Features {
 enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
-}
-
-enum Codec {
-    None,
-    Snappy(Box<(SnappyEncoder, SnappyDecoder)>),
-    Deflate(Box<(DeflateEncoder, DeflateDecoder)>),
 }
 
 /// One connection to the broker.
@@ -141,7 +134,7 @@ pub async fn negotiate(
         if !granted("snappy") {
             bail!("the broker does not offer snappy");
         }
-        link.codec = Codec::Snappy(Box::default());
+        link.codec = Codec::snappy();
         link.compressed_from_here(rb);
         link.expect_ok(rb, "snappy").await?;
     }
@@ -149,10 +142,7 @@ pub async fn negotiate(
         if !granted("deflate") {
             bail!("the broker does not offer deflate");
         }
-        link.codec = Codec::Deflate(Box::new((
-            DeflateEncoder::new(level),
-            DeflateDecoder::default(),
-        )));
+        link.codec = Codec::deflate(level);
         link.compressed_from_here(rb);
         link.expect_ok(rb, "deflate").await?;
     }
@@ -175,19 +165,12 @@ impl Link {
                 rb.filled(n);
                 return Ok(());
             }
-            match &mut self.codec {
-                Codec::None => {
-                    let n = read(&mut self.stream, rb.spare()).await?;
-                    rb.filled(n);
-                    return Ok(());
-                }
-                Codec::Snappy(c) => {
-                    c.1.decode(&mut self.raw, &mut self.plain)?;
-                }
-                Codec::Deflate(c) => {
-                    c.1.decode(&mut self.raw, &mut self.plain)?;
-                }
+            if self.codec.is_none() {
+                let n = read(&mut self.stream, rb.spare()).await?;
+                rb.filled(n);
+                return Ok(());
             }
+            self.codec.decode(&mut self.raw, &mut self.plain)?;
             if self.plain.is_empty() {
                 self.raw.reserve(64 << 10);
                 let n = match &mut self.stream {
@@ -204,10 +187,8 @@ impl Link {
 
     /// Writes `data` (compressed when negotiated).
     pub async fn write_all(&mut self, data: &[u8]) -> Result<()> {
-        let wire = match &mut self.codec {
-            Codec::None => return write(&mut self.stream, data).await,
-            Codec::Snappy(c) => c.0.encode(data)?,
-            Codec::Deflate(c) => c.0.encode(data)?,
+        let Some(wire) = self.codec.encode(data)? else {
+            return write(&mut self.stream, data).await;
         };
         let result = write(&mut self.stream, wire).await;
         wire.clear();

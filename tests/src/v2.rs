@@ -13,8 +13,7 @@
 //! the broker sent can be looked at as they came ([`V2Client::peek_raw`]).
 
 use bytes::BytesMut;
-use nsq_common::compress::deflate::{DeflateDecoder, DeflateEncoder};
-use nsq_common::compress::snappy::{SnappyDecoder, SnappyEncoder};
+use nsq_common::compress::Codec;
 use nsq_common::wire::{
     decode_message, split_frame, FRAME_TYPE_ERROR, FRAME_TYPE_MESSAGE, FRAME_TYPE_RESPONSE,
     MAGIC_V2,
@@ -113,13 +112,6 @@ impl Stream {
     }
 }
 
-/// The compression negotiated in IDENTIFY, above the socket.
-enum Codec {
-    None,
-    Snappy(Box<(SnappyEncoder, SnappyDecoder)>),
-    Deflate(Box<(DeflateEncoder, DeflateDecoder)>),
-}
-
 pub struct V2Client {
     stream: Stream,
     codec: Codec,
@@ -151,10 +143,9 @@ impl V2Client {
 
     /// Writes `bytes`, compressed when compression is on.
     pub fn write(&mut self, bytes: &[u8]) {
-        let wire = match &mut self.codec {
-            Codec::None => return self.write_raw(bytes),
-            Codec::Snappy(c) => std::mem::take(c.0.encode(bytes).expect("snappy encode")),
-            Codec::Deflate(c) => std::mem::take(c.0.encode(bytes).expect("deflate encode")),
+        let wire = match self.codec.encode(bytes).expect("compress") {
+            None => return self.write_raw(bytes),
+            Some(wire) => std::mem::take(wire),
         };
         self.write_raw(&wire);
     }
@@ -205,7 +196,7 @@ impl V2Client {
     /// frame reader or for [`V2Client::start_snappy`]/[`V2Client::start_deflate`].
     pub fn peek_raw(&mut self, done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
         assert!(
-            matches!(self.codec, Codec::None),
+            self.codec.is_none(),
             "peek_raw sees the stream below compression only before it starts"
         );
         let deadline = Instant::now() + FRAME_TIMEOUT;
@@ -239,22 +230,16 @@ impl V2Client {
     /// Snappy from here on (after IDENTIFY's answer): what was read past the
     /// last frame taken is the start of the snappy stream.
     pub fn start_snappy(&mut self) {
-        self.start_codec(Codec::Snappy(Box::default()));
+        self.start_codec(Codec::snappy());
     }
 
     /// Deflate from here on; the client compresses at `level` (1..=9).
     pub fn start_deflate(&mut self, level: u32) {
-        self.start_codec(Codec::Deflate(Box::new((
-            DeflateEncoder::new(level),
-            DeflateDecoder::default(),
-        ))));
+        self.start_codec(Codec::deflate(level));
     }
 
     fn start_codec(&mut self, codec: Codec) {
-        assert!(
-            matches!(self.codec, Codec::None),
-            "compression is already on"
-        );
+        assert!(self.codec.is_none(), "compression is already on");
         self.codec = codec;
         self.raw = BytesMut::from(&self.buf[..]);
         self.buf.clear();
@@ -263,13 +248,11 @@ impl V2Client {
 
     /// Moves what `raw` holds, decompressed, into `buf`.
     fn decode(&mut self) {
+        if self.codec.is_none() {
+            return;
+        }
         let mut out = BytesMut::new();
-        let result = match &mut self.codec {
-            Codec::None => return,
-            Codec::Snappy(c) => c.1.decode(&mut self.raw, &mut out),
-            Codec::Deflate(c) => c.1.decode(&mut self.raw, &mut out),
-        };
-        if let Err(e) = result {
+        if let Err(e) = self.codec.decode(&mut self.raw, &mut out) {
             panic!("the broker's compressed stream does not decode: {e}");
         }
         self.buf.extend_from_slice(&out);
@@ -333,7 +316,7 @@ impl V2Client {
         match self.stream.read(&mut chunk) {
             Ok(0) => Err(NoFrame::Closed),
             Ok(n) => {
-                if matches!(self.codec, Codec::None) {
+                if self.codec.is_none() {
                     self.buf.extend_from_slice(&chunk[..n]);
                 } else {
                     self.raw.extend_from_slice(&chunk[..n]);

@@ -6,8 +6,7 @@
 
 use crate::tls::TlsInfo;
 use bytes::{Buf, BytesMut};
-use nsq_common::compress::deflate::{DeflateDecoder, DeflateEncoder};
-use nsq_common::compress::snappy::{SnappyDecoder, SnappyEncoder};
+use nsq_common::compress::Codec;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -26,12 +25,6 @@ enum Stream {
     Tls(Box<TlsStream<Rewind>>),
     /// Only while the TLS handshake holds the socket.
     Upgrading,
-}
-
-enum Codec {
-    None,
-    Snappy(Box<(SnappyEncoder, SnappyDecoder)>),
-    Deflate(Box<(DeflateEncoder, DeflateDecoder)>),
 }
 
 pub struct Transport {
@@ -55,26 +48,22 @@ impl Transport {
     }
 
     pub fn is_compressed(&self) -> bool {
-        !matches!(self.codec, Codec::None)
+        !self.codec.is_none()
     }
 
     /// Reads plaintext into `input`; 0 means the peer closed. Cancel-safe:
     /// everything read is kept in `self` or `input` before any await.
     pub async fn read(&mut self, input: &mut BytesMut) -> io::Result<usize> {
         loop {
-            let decoded = match &mut self.codec {
-                Codec::None => return self.stream.read_buf(input).await,
-                Codec::Snappy(c) => c.1.decode(&mut self.raw, input)?,
-                Codec::Deflate(c) => {
-                    let n = c.1.decode(&mut self.raw, input)?;
-                    if n == 0 && c.1.finished {
-                        return Ok(0);
-                    }
-                    n
-                }
-            };
+            if self.codec.is_none() {
+                return self.stream.read_buf(input).await;
+            }
+            let decoded = self.codec.decode(&mut self.raw, input)?;
             if decoded > 0 {
                 return Ok(decoded);
+            }
+            if self.codec.finished() {
+                return Ok(0);
             }
             if self.raw.capacity() - self.raw.len() < RAW_CHUNK / 4 {
                 self.raw.reserve(RAW_CHUNK);
@@ -87,10 +76,8 @@ impl Transport {
 
     /// Writes `data` (compressed when negotiated) and pushes it to the socket.
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        let wire = match &mut self.codec {
-            Codec::None => return self.stream.write_all(data).await,
-            Codec::Snappy(c) => c.0.encode(data)?,
-            Codec::Deflate(c) => c.0.encode(data)?,
+        let Some(wire) = self.codec.encode(data)? else {
+            return self.stream.write_all(data).await;
         };
         let result = self.stream.write_all(wire).await;
         wire.clear();
@@ -140,15 +127,12 @@ impl Transport {
     /// Compresses from here on; `leftover` is compressed data the client sent
     /// past IDENTIFY.
     pub fn start_snappy(&mut self, leftover: BytesMut) {
-        self.codec = Codec::Snappy(Box::default());
+        self.codec = Codec::snappy();
         self.raw = leftover;
     }
 
     pub fn start_deflate(&mut self, level: u32, leftover: BytesMut) {
-        self.codec = Codec::Deflate(Box::new((
-            DeflateEncoder::new(level),
-            DeflateDecoder::default(),
-        )));
+        self.codec = Codec::deflate(level);
         self.raw = leftover;
     }
 }
