@@ -17,6 +17,7 @@
 //! - [`authd`]: a scripted auth server (HTTP or HTTPS) for `--auth-http-address`
 //!   that answers per secret and records every request the broker makes.
 //! - [`inspect`]: lookups in `nsqd.dat` and `/stats?format=json` documents.
+//! - [`tokio_client`]: helpers for the tests that drive crates.io's `tokio-nsq`.
 //! - [`pynsq`]: the cached Python virtualenv with PyPI's `pynsq`, for interop tests.
 //! - [`apiserver`]: one etcd + kube-apiserver per test binary (`scripts/kube/`),
 //!   with the CRDs of `deploy/crds/` installed and stopped at exit; [`Kube`]
@@ -42,6 +43,7 @@ pub mod nsqd;
 pub mod operator;
 pub mod prom;
 pub mod pynsq;
+pub mod tokio_client;
 pub mod v1;
 pub mod v2;
 

@@ -1037,19 +1037,7 @@ async fn publish_all(p: &mut NSQProducer, topic: &str, bodies: &[String]) {
             .await
             .expect("queue PUB");
     }
-    let mut acked = 0;
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while acked < bodies.len() {
-            match p.consume().await {
-                Some(NSQEvent::Ok()) => acked += 1,
-                Some(NSQEvent::Unhealthy()) => panic!("producer connection failed"),
-                Some(_) => {}
-                None => panic!("producer closed"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("only {acked} of {} publishes acknowledged", bodies.len()));
+    nsq_tests::tokio_client::await_acks(p, bodies.len()).await;
 }
 
 /// Finishes messages until none comes for `idle`; returns their bodies.

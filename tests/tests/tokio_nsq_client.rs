@@ -1,5 +1,6 @@
 //! The broker through a real third-party client: `tokio-nsq` 0.14 from crates.io.
 
+use nsq_tests::tokio_client::await_acks;
 use nsq_tests::Nsqd;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -31,23 +32,6 @@ async fn producer(nsqd: &Nsqd) -> NSQProducer {
     .await
     .expect("producer became healthy");
     p
-}
-
-/// Waits for `n` publish acknowledgements.
-async fn await_acks(p: &mut NSQProducer, n: usize) {
-    let mut acked = 0;
-    timeout(Duration::from_secs(10), async {
-        while acked < n {
-            match p.consume().await {
-                Some(NSQEvent::Ok()) => acked += 1,
-                Some(NSQEvent::Unhealthy()) => panic!("producer connection failed"),
-                Some(_) => {}
-                None => panic!("producer closed"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("only {acked} of {n} publishes acknowledged"));
 }
 
 /// A consumer of `topic`/`channel` on this broker whose subscription is up.

@@ -5,6 +5,7 @@
 
 use nsq_tests::certs::Pki;
 use nsq_tests::inspect::stats_channel;
+use nsq_tests::tokio_client::await_acks;
 use nsq_tests::Nsqd;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -73,20 +74,7 @@ async fn round_trip(nsqd: &Nsqd, shared: NSQConfigShared, want: Value) {
         .publish_multiple(&topic, bodies[N / 2..].to_vec())
         .await
         .unwrap();
-    let acks_wanted = N / 2 + 1;
-    let mut acks = 0;
-    timeout(Duration::from_secs(10), async {
-        while acks < acks_wanted {
-            match producer.consume().await {
-                Some(NSQEvent::Ok()) => acks += 1,
-                Some(NSQEvent::Unhealthy()) => panic!("producer connection failed"),
-                Some(_) => {}
-                None => panic!("producer closed"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{acks} of {acks_wanted} publishes acknowledged"));
+    await_acks(&mut producer, N / 2 + 1).await;
 
     let mut got = Vec::new();
     while let Ok(Some(m)) = timeout(Duration::from_secs(1), consumer.consume_filtered()).await {
