@@ -220,6 +220,10 @@ struct WriterArgs {
     /// more pipelines (reported in the output).
     #[arg(long, alias = "pipeline", default_value_t = 1)]
     outstanding: usize,
+    /// Pseudo-random message bodies instead of the Go tool's zeros, which
+    /// compress to almost nothing.
+    #[arg(long)]
+    random_bodies: bool,
 }
 
 #[derive(Args)]
@@ -343,7 +347,7 @@ async fn run_writer(args: WriterArgs, connections: usize) -> Result<ExitCode> {
     let settings = settings(c, connections)?;
     let run = Run::new("bench_writer", connections);
     let plan = Arc::new(writer::Plan {
-        command: protocol::mpub_command(&c.topic, c.size, args.batch_size),
+        command: protocol::mpub_command_with(&c.topic, c.size, args.batch_size, args.random_bodies),
         batch_size: args.batch_size as u64,
         size: c.size as u64,
         outstanding: args.outstanding,
@@ -393,6 +397,7 @@ async fn run_writer(args: WriterArgs, connections: usize) -> Result<ExitCode> {
         ("size", c.size.to_string()),
         ("batch_size", args.batch_size.to_string()),
         ("outstanding", args.outstanding.to_string()),
+        ("random_bodies", args.random_bodies.to_string()),
     ];
     finish(
         &run,

@@ -51,6 +51,12 @@ pub fn classify(frame_type: i32, data: &[u8]) -> Result<Frame<'_>> {
 /// `size` bytes, like `go-nsq`'s `MultiPublish` with the Go tool's batch. Built once and
 /// written as-is for every batch.
 pub fn mpub_command(topic: &str, size: usize, count: usize) -> Vec<u8> {
+    mpub_command_with(topic, size, count, false)
+}
+
+/// [`mpub_command`], with bodies of pseudo-random bytes when `random`: zeros
+/// compress to almost nothing, so they hide what snappy and deflate cost.
+pub fn mpub_command_with(topic: &str, size: usize, count: usize, random: bool) -> Vec<u8> {
     let body_len = 4 + count * (4 + size);
     let mut out = Vec::with_capacity(6 + topic.len() + 4 + body_len);
     out.extend_from_slice(b"MPUB ");
@@ -58,9 +64,20 @@ pub fn mpub_command(topic: &str, size: usize, count: usize) -> Vec<u8> {
     out.push(b'\n');
     out.extend_from_slice(&(body_len as u32).to_be_bytes());
     out.extend_from_slice(&(count as u32).to_be_bytes());
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
     for _ in 0..count {
         out.extend_from_slice(&(size as u32).to_be_bytes());
-        out.resize(out.len() + size, 0);
+        if random {
+            // xorshift64: incompressible enough, and the same every run.
+            out.extend((0..size).map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            }));
+        } else {
+            out.resize(out.len() + size, 0);
+        }
     }
     out
 }
@@ -276,6 +293,17 @@ mod tests {
         rb.spare()[..4].copy_from_slice(&[0xff, 0xff, 0xff, 0xff]);
         rb.filled(4);
         assert!(rb.next_frame().is_err());
+    }
+
+    #[test]
+    fn random_bodies_keep_the_layout_and_do_not_compress() {
+        let zeros = mpub_command_with("t", 200, 50, false);
+        let random = mpub_command_with("t", 200, 50, true);
+        assert_eq!(zeros.len(), random.len());
+        assert_eq!(zeros[..15], random[..15], "header, count and first size");
+        let packed = |b: &[u8]| snap::raw::Encoder::new().compress_vec(b).unwrap().len();
+        assert!(packed(&random) > random.len() * 9 / 10);
+        assert!(packed(&zeros) < zeros.len() / 10);
     }
 
     #[test]
