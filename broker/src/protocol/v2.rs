@@ -355,7 +355,8 @@ impl Conn {
         match cmd {
             Command::Nop => Ok(None),
             Command::Identify(body) => self.identify(&body),
-            Command::Auth(_) => unreachable!("AUTH runs in exec_checked"),
+            // With auth on, AUTH runs in `exec_checked`.
+            Command::Auth(_) => Err(ClientError::fatal("E_AUTH_DISABLED", "AUTH disabled")),
             Command::Pub { topic, body } => {
                 self.publish(&topic, std::iter::once(body), 1, 0, "E_PUB_FAILED", "PUB")?;
                 Ok(Some(Bytes::from_static(OK)))
@@ -469,9 +470,6 @@ impl Conn {
     /// itself, and the authorization SUB and the publishes need.
     async fn exec_checked(&mut self, cmd: Command) -> Result<Option<Bytes>, ClientError> {
         if !self.auth_enabled {
-            if let Command::Auth(_) = cmd {
-                return Err(ClientError::fatal("E_AUTH_DISABLED", "AUTH disabled"));
-            }
             return self.exec(cmd);
         }
         match &cmd {
