@@ -347,7 +347,7 @@ async fn run_writer(args: WriterArgs, connections: usize) -> Result<ExitCode> {
     let settings = settings(c, connections)?;
     let run = Run::new("bench_writer", connections);
     let plan = Arc::new(writer::Plan {
-        command: protocol::mpub_command_with(&c.topic, c.size, args.batch_size, args.random_bodies),
+        command: protocol::mpub_command(&c.topic, c.size, args.batch_size, args.random_bodies),
         batch_size: args.batch_size as u64,
         size: c.size as u64,
         outstanding: args.outstanding,

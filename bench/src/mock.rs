@@ -154,7 +154,7 @@ mod tests {
 
     async fn write(addr: &str, run: &Arc<Run>, s: &Settings, outstanding: usize) -> Outcome {
         let plan = Arc::new(writer::Plan {
-            command: mpub_command("sub_bench", 200, 200),
+            command: mpub_command("sub_bench", 200, 200, false),
             batch_size: 200,
             size: 200,
             outstanding,
@@ -243,7 +243,7 @@ mod tests {
         let run = Run::new("bench_writer", 1);
         let s = settings(1, Duration::from_millis(100));
         let plan = Arc::new(writer::Plan {
-            command: mpub_command("t", 1, 1),
+            command: mpub_command("t", 1, 1, false),
             batch_size: 1,
             size: 1,
             outstanding: 1,

@@ -47,16 +47,12 @@ pub fn classify(frame_type: i32, data: &[u8]) -> Result<Frame<'_>> {
     })
 }
 
-/// `MPUB <topic>\n[body size][count]([size][bytes])*` with `count` zero-filled bodies of
-/// `size` bytes, like `go-nsq`'s `MultiPublish` with the Go tool's batch. Built once and
-/// written as-is for every batch.
-pub fn mpub_command(topic: &str, size: usize, count: usize) -> Vec<u8> {
-    mpub_command_with(topic, size, count, false)
-}
-
-/// [`mpub_command`], with bodies of pseudo-random bytes when `random`: zeros
-/// compress to almost nothing, so they hide what snappy and deflate cost.
-pub fn mpub_command_with(topic: &str, size: usize, count: usize, random: bool) -> Vec<u8> {
+/// `MPUB <topic>\n[body size][count]([size][bytes])*` with `count` bodies of `size`
+/// bytes, like `go-nsq`'s `MultiPublish` with the Go tool's batch. Built once and
+/// written as-is for every batch. Bodies are zeros like the Go tool's, or
+/// pseudo-random bytes when `random`: zeros compress to almost nothing, so they
+/// hide what snappy and deflate cost.
+pub fn mpub_command(topic: &str, size: usize, count: usize, random: bool) -> Vec<u8> {
     let body_len = 4 + count * (4 + size);
     let mut out = Vec::with_capacity(6 + topic.len() + 4 + body_len);
     out.extend_from_slice(b"MPUB ");
@@ -297,8 +293,8 @@ mod tests {
 
     #[test]
     fn random_bodies_keep_the_layout_and_do_not_compress() {
-        let zeros = mpub_command_with("t", 200, 50, false);
-        let random = mpub_command_with("t", 200, 50, true);
+        let zeros = mpub_command("t", 200, 50, false);
+        let random = mpub_command("t", 200, 50, true);
         assert_eq!(zeros.len(), random.len());
         assert_eq!(zeros[..15], random[..15], "header, count and first size");
         let packed = |b: &[u8]| snap::raw::Encoder::new().compress_vec(b).unwrap().len();
@@ -308,7 +304,7 @@ mod tests {
 
     #[test]
     fn mpub_command_matches_the_v2_layout() {
-        let cmd = mpub_command("t", 3, 2);
+        let cmd = mpub_command("t", 3, 2, false);
         let mut want = b"MPUB t\n".to_vec();
         want.extend_from_slice(&[0, 0, 0, 18, 0, 0, 0, 2]);
         want.extend_from_slice(&[0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0]);
