@@ -335,6 +335,9 @@ impl Nsqd {
             );
             if topic.ephemeral && topic.channel_count() == 0 {
                 self.delete_topic(&topic.name);
+            } else {
+                // nsqlookupd hears of it now, as from nsqd, not at the next ping.
+                self.registry_changed();
             }
         }
     }

@@ -313,3 +313,22 @@ fn broker_keeps_retrying_a_lookupd_that_is_down_and_registers_when_it_is_back() 
     let node = second.node(a.tcp_addr()).expect("A in /nodes");
     assert_eq!(tcp_address(&node), addr(&a));
 }
+
+#[test]
+fn ephemeral_channel_leaves_lookupd_as_soon_as_its_last_consumer_does() {
+    let l = Nsqlookupd::start(&[]);
+    let b = registered_nsqd(&[&l], &[]);
+    b.http_post_ok("/topic/create?topic=t");
+    let mut c = b.connect();
+    c.subscribe("t", "c#ephemeral");
+    wait_until(WITHIN, "lookupd to list the ephemeral channel", || {
+        same(l.channels("t"), vec!["c#ephemeral".to_string()])
+    });
+    drop(c);
+    // Well inside the 15 s ping that used to carry the news.
+    let gone = Instant::now();
+    wait_until(WITHIN, "lookupd to forget the ephemeral channel", || {
+        same(l.channels("t"), Vec::<String>::new())
+    });
+    assert!(gone.elapsed() < WITHIN, "{:?}", gone.elapsed());
+}
