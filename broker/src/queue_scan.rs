@@ -31,8 +31,15 @@ pub fn spawn_syncer(nsqd: Arc<Nsqd>) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("diskqueue-sync".into())
         .spawn(move || {
+            // Parked rather than asleep, so shutdown's unpark ends it at once.
+            let mut next = Instant::now() + every;
             while !nsqd.is_exiting() {
-                std::thread::sleep(every);
+                let now = Instant::now();
+                if now < next {
+                    std::thread::park_timeout(next - now);
+                    continue;
+                }
+                next = now + every;
                 for t in nsqd.topics() {
                     t.sync_backends();
                 }

@@ -78,6 +78,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
     tokio::task::spawn_blocking(move || closer.close())
         .await
         .map_err(|e| e.to_string())?;
+    syncer.thread().unpark();
     let _ = tokio::task::spawn_blocking(move || syncer.join()).await;
     Ok(())
 }

@@ -58,6 +58,18 @@ fn sigterm_with_connected_clients_exits_0_within_a_few_seconds() {
 }
 
 #[test]
+fn idle_broker_exits_right_after_closing_its_queues_on_sigterm() {
+    // The fsync timer (--sync-timeout, 2 s) must not hold up the exit.
+    for _ in 0..3 {
+        let mut nsqd = Nsqd::start(&[]);
+        std::thread::sleep(Duration::from_millis(300));
+        let (status, took) = nsqd.terminate();
+        assert_eq!(status.code(), Some(0), "exit status {status}");
+        assert!(took < Duration::from_millis(500), "took {took:?} to exit");
+    }
+}
+
+#[test]
 fn second_nsqd_on_the_same_data_path_exits_non_zero_naming_the_data_path() {
     let first = Nsqd::start(&[]);
     let failure = match Nsqd::try_start_in(first.data_dir(), &[]) {
