@@ -19,7 +19,8 @@ use crate::e2e::{self, Histogram, Quantiles};
 use crate::nsqd::Nsqd;
 use crate::stats::{self, LatencyCollector, MemStats};
 use crate::topic::TopicSnapshot;
-use nsq_common::version::{CRATE_VERSION, NSQ_VERSION};
+use nsq_common::version::{version_line, CRATE_VERSION, NSQ_VERSION};
+use std::sync::OnceLock;
 
 /// The `Content-Type` of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -307,13 +308,9 @@ impl Scrape {
         w.family(
             "nsq_build_info",
             "gauge",
-            "The NSQ version the broker is compatible with, and its own version.",
+            "Always 1: the NSQ version the broker speaks, its own version and its compiler.",
         );
-        w.sample(
-            "nsq_build_info",
-            &label_set(&[("version", NSQ_VERSION), ("broker_version", CRATE_VERSION)]),
-            1,
-        );
+        w.sample("nsq_build_info", build_info_labels(), 1);
         w.family("nsq_topics", "gauge", "Topics on the broker.");
         w.sample("nsq_topics", "", self.topics.len() as u64);
         w.family("nsq_channels", "gauge", "Channels on the broker.");
@@ -423,6 +420,25 @@ impl Scrape {
             w.sample_f("process_start_time_seconds", "", p.start_time_seconds);
         }
     }
+}
+
+/// `nsq_build_info`'s labels. Our own version lives here and in nothing
+/// nsqd also serves (`/info` and `/stats` keep nsqd's keys).
+fn build_info_labels() -> &'static str {
+    static LABELS: OnceLock<String> = OnceLock::new();
+    LABELS.get_or_init(|| {
+        // `nsqd v1.3.0 (built w/rustc-1.95.0)` carries the compiler version.
+        let line = version_line("nsqd");
+        let rustc = line
+            .rsplit_once("(built w/rustc-")
+            .and_then(|(_, v)| v.strip_suffix(')'))
+            .unwrap_or("unknown");
+        label_set(&[
+            ("version", NSQ_VERSION),
+            ("broker_version", CRATE_VERSION),
+            ("rustc", rustc),
+        ])
+    })
 }
 
 fn to_quantiles(r: stats::LatencyResult) -> Quantiles {
@@ -751,6 +767,26 @@ mod tests {
                 "{name} declared twice"
             );
         }
+    }
+
+    #[test]
+    fn build_info_carries_our_version_and_compiler() {
+        let text = Scrape::default().encode();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("nsq_build_info{"))
+            .unwrap_or_else(|| panic!("no nsq_build_info in:\n{text}"));
+        let prefix = format!(
+            "nsq_build_info{{version=\"{NSQ_VERSION}\",broker_version=\"{CRATE_VERSION}\",rustc=\""
+        );
+        let rustc = line
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix("\"} 1"))
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(
+            rustc.starts_with(|c: char| c.is_ascii_digit()) && !rustc.contains('"'),
+            "{line}"
+        );
     }
 
     #[test]

@@ -225,12 +225,11 @@ impl Nsqd {
     fn start_topic(self: &Arc<Self>, topic: &Arc<Topic>) {
         let addrs = self.lookupd_http_addrs();
         let runtime = tokio::runtime::Handle::try_current();
-        let (Ok(runtime), false, false) = (
-            runtime,
-            addrs.is_empty(),
-            self.loading.load(Ordering::Acquire),
-        ) else {
-            if addrs.is_empty() && !self.opts().lookupd_tcp_addresses.is_empty() {
+        let loading = self.loading.load(Ordering::Acquire);
+        let (Ok(runtime), false, false) = (runtime, addrs.is_empty(), loading) else {
+            // While nsqd.dat loads no lookupd is connected yet; nsqd does not
+            // ask (or complain) then either.
+            if !loading && addrs.is_empty() && !self.opts().lookupd_tcp_addresses.is_empty() {
                 tracing::error!(
                     "no available nsqlookupd to query for channels to pre-create for topic {}",
                     topic.name

@@ -6,8 +6,12 @@ use crate::options::Options;
 use nsq_common::version::version_line;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 pub async fn run(opts: Options) -> Result<(), String> {
+    // First, so a SIGTERM during start-up is held until start-up is done,
+    // then shuts down cleanly instead of killing the process.
+    let signals = Signals::install();
     tracing::info!("{}", version_line("nsqd"));
     tracing::info!("ID: {}", opts.node_id);
     let tcp = TcpListener::bind(&opts.tcp_address)
@@ -61,7 +65,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
     let statsd_task = (!nsqd.opts().statsd_address.is_empty())
         .then(|| tokio::spawn(crate::statsd::run(Arc::clone(&nsqd))));
 
-    wait_for_signal().await;
+    signals.wait().await;
     tracing::info!("NSQ: shutting down");
     nsqd.begin_shutdown();
     let _ = tcp_task.await;
@@ -83,17 +87,30 @@ pub async fn run(opts: Options) -> Result<(), String> {
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("failed to install signal handlers");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, caught from the moment they are installed.
+struct Signals(Option<(Signal, Signal)>);
+
+impl Signals {
+    fn install() -> Signals {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Signals(Some((term, int))),
+            _ => {
+                tracing::error!("failed to install signal handlers");
+                Signals(None)
+            }
+        }
+    }
+
+    async fn wait(self) {
+        let Some((mut term, mut int)) = self.0 else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }

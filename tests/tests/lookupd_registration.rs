@@ -332,3 +332,24 @@ fn ephemeral_channel_leaves_lookupd_as_soon_as_its_last_consumer_does() {
     });
     assert!(gone.elapsed() < WITHIN, "{:?}", gone.elapsed());
 }
+
+#[test]
+fn restart_with_topics_and_a_lookupd_logs_no_error() {
+    let l = Nsqlookupd::start(&[]);
+    let mut b = registered_nsqd(&[&l], &[]);
+    b.http_post_ok("/topic/create?topic=t");
+    b.restart();
+    wait_until(WITHIN, "the broker to register t again", || {
+        let producers = l.lookup("t").map(|v| v["producers"].clone());
+        match producers.as_ref().and_then(|p| p.as_array()) {
+            Some(p) if p.len() == 1 => Ok(()),
+            _ => Err(format!("{producers:?}")),
+        }
+    });
+    let errors: Vec<String> = b
+        .stderr_lines()
+        .into_iter()
+        .filter(|l| l.contains("ERROR"))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}

@@ -107,13 +107,17 @@ fn scrape_after_known_traffic_reports_exact_topic_channel_and_client_values() {
     assert_eq!(get(&m, "nsq_clients", &[]), 2.0);
     assert_eq!(get(&m, "nsq_producers", &[]), 1.0);
     assert_eq!(get(&m, "nsq_healthy", &[]), 1.0);
+    // Our own version and compiler live here, not in nsqd's /info or /stats.
+    let rustc = m.label_values("nsq_build_info", "rustc");
+    let rustc = rustc.first().expect("nsq_build_info has a rustc label");
     assert_eq!(
         get(
             &m,
             "nsq_build_info",
             &[
                 ("version", "1.3.0"),
-                ("broker_version", env!("CARGO_PKG_VERSION"))
+                ("broker_version", env!("CARGO_PKG_VERSION")),
+                ("rustc", rustc),
             ]
         ),
         1.0

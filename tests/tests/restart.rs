@@ -105,13 +105,8 @@ fn deferred_message_survives_restart_and_waits_for_its_deadline() {
     nsqd.restart();
 
     let mut c = consumer(&nsqd, "t", "c", 1);
-    let early = Duration::from_millis(2950).saturating_sub(published.elapsed());
-    if let Some(m) = c.message_within(early) {
-        panic!(
-            "deferred message delivered {:?} after DPUB 3000: {m:?}",
-            published.elapsed()
-        );
-    }
+    // Judged by when it arrives, not by a read timeout: timers on a loaded
+    // machine overshoot, so "nothing before 2.95 s" would fail spuriously.
     let m = c.next_message();
     let waited = published.elapsed();
     assert_eq!(m.body, b"deferred");

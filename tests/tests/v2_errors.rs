@@ -446,3 +446,107 @@ fn command_line_longer_than_nsqds_read_buffer_closes_without_an_error_frame() {
     c.write(&vec![b'A'; 20 * 1024]);
     c.expect_closed();
 }
+
+/// Sends `input` after the magic, closes the writing half (the client is
+/// still reading) and returns everything the broker sends until it closes.
+fn answer_to_half_close(nsqd: &Nsqd, input: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(nsqd.tcp_addr()).expect("connect");
+    s.set_read_timeout(Some(FRAME_TIMEOUT)).expect("timeout");
+    s.write_all(&[b"  V2", input].concat()).expect("write");
+    s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    let mut got = Vec::new();
+    s.read_to_end(&mut got)
+        .unwrap_or_else(|e| panic!("after {:?}: {e}", String::from_utf8_lossy(input)));
+    got
+}
+
+fn error_frame(msg: &str) -> Vec<u8> {
+    let mut f = (msg.len() as u32 + 4).to_be_bytes().to_vec();
+    f.extend_from_slice(&1u32.to_be_bytes());
+    f.extend_from_slice(msg.as_bytes());
+    f
+}
+
+#[test]
+fn a_command_cut_off_by_the_client_closing_gets_nsqds_error_frame_before_the_close() {
+    // nsqd reads sizes and bodies with io.ReadFull; at EOF that read fails and
+    // the command's error for that step is sent before the connection closes.
+    let nsqd = Nsqd::start(LIMITS);
+    let mpub = |rest: &[u8]| [&with_body("MPUB t", 15, b"")[..], rest].concat();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            line("PUB t"),
+            "E_BAD_MESSAGE PUB failed to read message body size",
+        ),
+        (
+            [&line("PUB t")[..], &[0, 0]].concat(),
+            "E_BAD_MESSAGE PUB failed to read message body size",
+        ),
+        (
+            with_body("PUB t", 5, b"ab"),
+            "E_BAD_MESSAGE PUB failed to read message body",
+        ),
+        (
+            line("DPUB t 10"),
+            "E_BAD_MESSAGE DPUB failed to read message body size",
+        ),
+        (
+            with_body("DPUB t 10", 5, b""),
+            "E_BAD_MESSAGE DPUB failed to read message body",
+        ),
+        (
+            line("IDENTIFY"),
+            "E_BAD_BODY IDENTIFY failed to read body size",
+        ),
+        (
+            with_body("IDENTIFY", 20, b"{\"client_id\""),
+            "E_BAD_BODY IDENTIFY failed to read body",
+        ),
+        (line("AUTH"), "E_BAD_BODY AUTH failed to read body size"),
+        (
+            with_body("AUTH", 6, b"sec"),
+            "E_BAD_BODY AUTH failed to read body",
+        ),
+        (line("MPUB t"), "E_BAD_BODY MPUB failed to read body size"),
+        (
+            mpub(&[0, 0]),
+            "E_BAD_BODY MPUB failed to read message count",
+        ),
+        (
+            mpub(&[0, 0, 0, 2, 0, 0, 0, 2, b'a', b'b', 0]),
+            "E_BAD_MESSAGE MPUB failed to read message(1) body size",
+        ),
+        (
+            mpub(&[0, 0, 0, 2, 0, 0, 0, 2, b'a']),
+            "E_BAD_MESSAGE MPUB failed to read message body",
+        ),
+    ];
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|(input, want)| {
+            let got = answer_to_half_close(&nsqd, input);
+            (got != error_frame(want)).then(|| {
+                format!(
+                    "{:?}: want {want:?}, got {:?}",
+                    String::from_utf8_lossy(input),
+                    String::from_utf8_lossy(&got)
+                )
+            })
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn eof_inside_a_command_line_or_after_whole_commands_closes_without_a_frame() {
+    // nsqd's ReadSlice('\n') returns EOF: IOLoop ends without a word.
+    let nsqd = Nsqd::start(&[]);
+    for input in [&b""[..], b"PUB t", b"NOP", b"NOP\n"] {
+        let got = answer_to_half_close(&nsqd, input);
+        assert_eq!(got, b"", "after {:?}", String::from_utf8_lossy(input));
+    }
+    // A whole PUB is answered OK, and nothing follows.
+    let got = answer_to_half_close(&nsqd, &with_body("PUB t", 2, b"hi"));
+    assert_eq!(got, b"\0\0\0\x06\0\0\0\0OK");
+}

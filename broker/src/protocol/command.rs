@@ -254,6 +254,118 @@ pub fn parse(buf: &mut BytesMut, ctx: &ParseContext) -> Result<Option<Command>, 
     }))
 }
 
+/// What nsqd answers when the client's stream ends inside a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CutOff {
+    pub error: ClientError,
+    /// The failed read's error as Go's `io.ReadFull` words it (`EOF` when it
+    /// got nothing, `unexpected EOF` when it got part), which nsqd appends to
+    /// its log line; `None` when the error is about a value that did arrive.
+    pub cause: Option<&'static str>,
+}
+
+/// The error frame nsqd sends when the stream ends (EOF) with `buf` still
+/// unparsed: its handler's read of a size or body comes up short and fails
+/// with that step's error. `None` when nsqd closes without a frame: no whole
+/// command line (its `ReadSlice` just sees EOF), or nothing left to read.
+pub fn at_eof(buf: &[u8], ctx: &ParseContext) -> Option<CutOff> {
+    // Whatever `parse` decides (a command, an error) is not about the end.
+    if !matches!(parse(&mut BytesMut::from(buf), ctx), Ok(None)) {
+        return None;
+    }
+    let nl = buf.iter().position(|&b| b == b'\n')?;
+    let line = buf[..nl].strip_suffix(b"\r").unwrap_or(&buf[..nl]);
+    let cmd = line.split(|&b| b == b' ').next().unwrap_or_default();
+    let rest = &buf[nl + 1..];
+    let sized = |code, size: &str, body: &str| match rest.len().checked_sub(4) {
+        None => short(code, size, rest.len()),
+        Some(have) => short(code, body, have),
+    };
+    match cmd {
+        b"IDENTIFY" => sized(
+            "E_BAD_BODY",
+            "IDENTIFY failed to read body size",
+            "IDENTIFY failed to read body",
+        ),
+        b"AUTH" => sized(
+            "E_BAD_BODY",
+            "AUTH failed to read body size",
+            "AUTH failed to read body",
+        ),
+        b"PUB" => sized(
+            "E_BAD_MESSAGE",
+            "PUB failed to read message body size",
+            "PUB failed to read message body",
+        ),
+        b"DPUB" => sized(
+            "E_BAD_MESSAGE",
+            "DPUB failed to read message body size",
+            "DPUB failed to read message body",
+        ),
+        b"MPUB" => match rest.get(4..) {
+            None => short("E_BAD_BODY", "MPUB failed to read body size", rest.len()),
+            Some(body) => mpub_at_eof(body, ctx),
+        },
+        _ => None,
+    }
+}
+
+/// A read that got `have` bytes before the end.
+fn short(code: &'static str, desc: &str, have: usize) -> Option<CutOff> {
+    Some(CutOff {
+        error: ClientError::fatal(code, desc),
+        cause: Some(if have == 0 { "EOF" } else { "unexpected EOF" }),
+    })
+}
+
+/// nsqd's `readMPUB` over what arrived of an MPUB body: count, then size and
+/// bytes per message, each checked as soon as it is read.
+fn mpub_at_eof(body: &[u8], ctx: &ParseContext) -> Option<CutOff> {
+    let checked = |desc: String, code| {
+        Some(CutOff {
+            error: ClientError::fatal(code, desc),
+            cause: None,
+        })
+    };
+    let Some(count) = read_len(body, 0) else {
+        return short(
+            "E_BAD_BODY",
+            "MPUB failed to read message count",
+            body.len(),
+        );
+    };
+    // 4 bytes of count, then at least 5 per message.
+    if count <= 0 || count as i64 > (ctx.max_body_size - 4) / 5 {
+        return checked(format!("MPUB invalid message count {count}"), "E_BAD_BODY");
+    }
+    let mut at = 4;
+    for i in 0..count {
+        let Some(size) = read_len(body, at) else {
+            let desc = format!("MPUB failed to read message({i}) body size");
+            return short("E_BAD_MESSAGE", &desc, body.len() - at);
+        };
+        if size <= 0 {
+            let desc = format!("MPUB invalid message({i}) body size {size}");
+            return checked(desc, "E_BAD_MESSAGE");
+        }
+        if size as i64 > ctx.max_msg_size {
+            let desc = format!("MPUB message too big {size} > {}", ctx.max_msg_size);
+            return checked(desc, "E_BAD_MESSAGE");
+        }
+        at += 4;
+        if body.len() - at < size as usize {
+            return short(
+                "E_BAD_MESSAGE",
+                "MPUB failed to read message body",
+                body.len() - at,
+            );
+        }
+        at += size as usize;
+    }
+    // Every message arrived before the declared body size did.
+    None
+}
+
 /// The topic of an `MPUB` line at the front of `buf` whose body has not fully
 /// arrived (what nsqd authorizes before reading the body).
 pub fn pending_mpub_topic(buf: &[u8]) -> Option<String> {
@@ -730,6 +842,145 @@ mod tests {
         assert!(parse_all(&long, STATE_INIT).unwrap_err().is_silent());
     }
 
+    fn eof(input: &[u8], state: i32) -> Option<(String, Option<&'static str>)> {
+        at_eof(input, &ctx(state)).map(|c| (c.error.to_string(), c.cause))
+    }
+
+    #[test]
+    fn a_command_cut_off_by_eof_gets_the_error_of_the_read_that_came_up_short() {
+        const EOF: Option<&str> = Some("EOF");
+        const PART: Option<&str> = Some("unexpected EOF");
+        let cases: &[(&[u8], &str, Option<&str>)] = &[
+            (
+                b"PUB t\n",
+                "E_BAD_MESSAGE PUB failed to read message body size",
+                EOF,
+            ),
+            (
+                b"PUB t\r\n\0\0",
+                "E_BAD_MESSAGE PUB failed to read message body size",
+                PART,
+            ),
+            (
+                b"PUB t\n\0\0\0\x05",
+                "E_BAD_MESSAGE PUB failed to read message body",
+                EOF,
+            ),
+            (
+                b"PUB t\n\0\0\0\x05ab",
+                "E_BAD_MESSAGE PUB failed to read message body",
+                PART,
+            ),
+            (
+                b"DPUB t 10\n\0",
+                "E_BAD_MESSAGE DPUB failed to read message body size",
+                PART,
+            ),
+            (
+                b"DPUB t 10\n\0\0\0\x02a",
+                "E_BAD_MESSAGE DPUB failed to read message body",
+                PART,
+            ),
+            (
+                b"IDENTIFY\n",
+                "E_BAD_BODY IDENTIFY failed to read body size",
+                EOF,
+            ),
+            (
+                b"IDENTIFY\r\n\0\0\0\x02{",
+                "E_BAD_BODY IDENTIFY failed to read body",
+                PART,
+            ),
+            (
+                b"AUTH\n\0\0\0",
+                "E_BAD_BODY AUTH failed to read body size",
+                PART,
+            ),
+            (
+                b"AUTH\n\0\0\0\x03",
+                "E_BAD_BODY AUTH failed to read body",
+                EOF,
+            ),
+            (b"MPUB t\n", "E_BAD_BODY MPUB failed to read body size", EOF),
+            (
+                b"MPUB t\n\0\0\0\x0f",
+                "E_BAD_BODY MPUB failed to read message count",
+                EOF,
+            ),
+            (
+                b"MPUB t\n\0\0\0\x0f\0\0",
+                "E_BAD_BODY MPUB failed to read message count",
+                PART,
+            ),
+            (
+                b"MPUB t\n\0\0\0\x0f\0\0\0\x02",
+                "E_BAD_MESSAGE MPUB failed to read message(0) body size",
+                EOF,
+            ),
+            (
+                b"MPUB t\n\0\0\0\x0f\0\0\0\x02\0\0\0\x02ab\0",
+                "E_BAD_MESSAGE MPUB failed to read message(1) body size",
+                PART,
+            ),
+            (
+                b"MPUB t\n\0\0\0\x0f\0\0\0\x02\0\0\0\x02",
+                "E_BAD_MESSAGE MPUB failed to read message body",
+                EOF,
+            ),
+            (
+                b"MPUB t\n\0\0\0\x0f\0\0\0\x02\0\0\0\x02ab\0\0\0\x01",
+                "E_BAD_MESSAGE MPUB failed to read message body",
+                EOF,
+            ),
+            // nsqd checks each value as it reads it, before the body is whole.
+            (
+                b"MPUB t\n\0\0\0\x0f\0\0\0\0",
+                "E_BAD_BODY MPUB invalid message count 0",
+                None,
+            ),
+            // (--max-body-size 1000 - 4) / 5 = 199 messages at most.
+            (
+                b"MPUB t\n\0\0\0\x0f\0\0\0\xc8",
+                "E_BAD_BODY MPUB invalid message count 200",
+                None,
+            ),
+            (
+                b"MPUB t\n\0\0\0\x0f\0\0\0\x01\xff\xff\xff\xff",
+                "E_BAD_MESSAGE MPUB invalid message(0) body size -1",
+                None,
+            ),
+            (
+                b"MPUB t\n\0\0\0\x6f\0\0\0\x01\0\0\0\x65",
+                "E_BAD_MESSAGE MPUB message too big 101 > 100",
+                None,
+            ),
+        ];
+        for (input, want, cause) in cases {
+            assert_eq!(
+                eof(input, STATE_INIT),
+                Some((want.to_string(), *cause)),
+                "input {:?}",
+                lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn eof_without_a_cut_off_read_closes_without_a_frame() {
+        for input in [
+            &b""[..],
+            b"PUB t",              // no newline: nsqd's ReadSlice just sees EOF
+            b"NOP",                // likewise
+            b"PUB t\n\0\0\0\x01x", // whole: parse takes it
+            b"BOGUS\n",            // an error parse already reports
+            b"MPUB t\n\0\0\0\x0f\0\0\0\x01\0\0\0\x01x", // all messages, short of the size
+        ] {
+            assert_eq!(eof(input, STATE_INIT), None, "input {:?}", lossy(input));
+        }
+        // IDENTIFY after SUB fails on its line, before any body is read.
+        assert_eq!(eof(b"IDENTIFY\n", STATE_SUBSCRIBED), None);
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic_and_never_consume_on_error() {
         // A small deterministic fuzz: command-shaped prefixes followed by junk.
@@ -772,9 +1023,15 @@ mod tests {
             for state in [STATE_INIT, STATE_SUBSCRIBED, STATE_CLOSING] {
                 let mut buf = BytesMut::from(&input[..]);
                 let before = buf.len();
-                match parse(&mut buf, &ctx(state)) {
+                let parsed = parse(&mut buf, &ctx(state));
+                match parsed {
                     Ok(Some(_)) => assert!(buf.len() < before),
                     Ok(None) | Err(_) => assert_eq!(buf.len(), before),
+                }
+                // Only input still waiting for bytes can be cut off, fatally.
+                if let Some(cut) = at_eof(&input, &ctx(state)) {
+                    assert_eq!(parsed, Ok(None));
+                    assert!(cut.error.fatal && !cut.error.is_silent());
                 }
             }
         }

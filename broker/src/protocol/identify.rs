@@ -30,6 +30,33 @@ pub struct IdentifyData {
     pub long_id: String,
 }
 
+impl IdentifyData {
+    /// Go's `%+v` of nsqd's `identifyDataV2` (its fields, in its order), as
+    /// nsqd logs every IDENTIFY.
+    pub fn go_fields(&self) -> String {
+        format!(
+            "{{ClientID:{} Hostname:{} HeartbeatInterval:{} OutputBufferSize:{} \
+             OutputBufferTimeout:{} FeatureNegotiation:{} TLSv1:{} Deflate:{} DeflateLevel:{} \
+             Snappy:{} SampleRate:{} UserAgent:{} MsgTimeout:{} TopologyRegion:{} TopologyZone:{}}}",
+            self.client_id,
+            self.hostname,
+            self.heartbeat_interval,
+            self.output_buffer_size,
+            self.output_buffer_timeout,
+            self.feature_negotiation,
+            self.tls_v1,
+            self.deflate,
+            self.deflate_level,
+            self.snappy,
+            self.sample_rate,
+            self.user_agent,
+            self.msg_timeout,
+            self.topology_region,
+            self.topology_zone,
+        )
+    }
+}
+
 /// A connection's negotiated settings.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientSettings {
@@ -214,6 +241,23 @@ mod tests {
             "E_BAD_BODY IDENTIFY failed to decode JSON body"
         );
         assert!(parse(b"[1]").is_err());
+    }
+
+    #[test]
+    fn identify_is_logged_as_gos_struct_dump() {
+        let d = parse(
+            br#"{"client_id":"c1","hostname":"h.local","heartbeat_interval":-1,
+                "feature_negotiation":true,"deflate_level":3,"snappy":true,"sample_rate":7,
+                "user_agent":"go-nsq/1.1.0","msg_timeout":5000,"topology_zone":"z"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            d.go_fields(),
+            "{ClientID:c1 Hostname:h.local HeartbeatInterval:-1 OutputBufferSize:0 \
+             OutputBufferTimeout:0 FeatureNegotiation:true TLSv1:false Deflate:false \
+             DeflateLevel:3 Snappy:true SampleRate:7 UserAgent:go-nsq/1.1.0 MsgTimeout:5000 \
+             TopologyRegion: TopologyZone:z}"
+        );
     }
 
     fn ask(json: &str, opts: &Options, tls: bool) -> Result<Features, ClientError> {

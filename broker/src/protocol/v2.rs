@@ -17,6 +17,7 @@ use crate::auth::{self, AuthState};
 use crate::channel::Channel;
 use crate::client::{ClientShared, STATE_CLOSING, STATE_SUBSCRIBED};
 use crate::nsqd::Nsqd;
+use crate::tcp::go_net_error;
 use crate::topic::Topic;
 use bytes::{Bytes, BytesMut};
 use nsq_common::wire::{put_frame, MessageId, FRAME_TYPE_ERROR, FRAME_TYPE_RESPONSE};
@@ -62,6 +63,10 @@ struct Conn {
     auth: Option<AuthState>,
     /// The client certificate's common name, for the auth server.
     common_name: String,
+    /// This end's address, for Go's network error text.
+    local: String,
+    /// Why the loop ended, as nsqd's IOLoop returns it (logged `client(...) - ...`).
+    exit_error: Option<String>,
 }
 
 /// Serves a connection whose `  V2` magic has been read; `input` holds any bytes
@@ -69,6 +74,10 @@ struct Conn {
 pub async fn serve(nsqd: Arc<Nsqd>, stream: TcpStream, input: BytesMut) {
     let remote = stream
         .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let local = stream
+        .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
     let _ = stream.set_nodelay(true);
@@ -103,16 +112,29 @@ pub async fn serve(nsqd: Arc<Nsqd>, stream: TcpStream, input: BytesMut) {
         mpub_authorized: None,
         auth: None,
         common_name: String::new(),
+        local,
+        exit_error: None,
     };
     if let Err(e) = conn.run().await {
-        tracing::debug!("PROTOCOL(V2): [{remote}] connection error - {e}");
+        // Reads are reported where they fail; what is left failed writing.
+        let e = go_net_error("write", &conn.local, &remote, &e);
+        match conn.exit_error {
+            // An error frame that could not be sent: nsqd keeps the first error.
+            Some(_) => tracing::error!("[{remote}] - {e}"),
+            None => conn.exit_error = Some(format!("failed to send response - {e}")),
+        }
     }
+    // nsqd's two goroutines each log their end; then tcp.go logs the error.
+    tracing::info!("PROTOCOL(V2): [{remote}] exiting ioloop");
     conn.io.shutdown().await;
     if let Some((topic, channel)) = conn.sub.take() {
         nsqd.client_left(&topic, &channel, client.id);
     }
     nsqd.remove_client(client.id);
-    tracing::debug!("PROTOCOL(V2): [{remote}] exiting ioloop");
+    tracing::info!("PROTOCOL(V2): [{remote}] exiting messagePump");
+    if let Some(e) = conn.exit_error {
+        tracing::error!("client({remote}) - {e}");
+    }
 }
 
 impl Conn {
@@ -160,8 +182,11 @@ impl Conn {
                         }
                     },
                     Err(e) => {
-                        // nsqd closes on an over-long line without a word.
-                        if !e.is_silent() {
+                        if e.is_silent() {
+                            // nsqd's ReadSlice fails on an over-long line: no frame.
+                            self.exit_error =
+                                Some("failed to read command - bufio: buffer full".into());
+                        } else {
                             self.send_error(&e).await?;
                         }
                         return Ok(());
@@ -221,10 +246,14 @@ impl Conn {
                     return Ok(());
                 }
                 n = self.io.read(&mut self.input) => {
-                    if n? == 0 {
-                        return Ok(());
+                    match n {
+                        Ok(0) => return self.end_of_input().await,
+                        Ok(_) => self.last_read = Instant::now(),
+                        Err(e) => {
+                            self.exit_error = Some(self.read_failed(&e));
+                            return Ok(());
+                        }
                     }
-                    self.last_read = Instant::now();
                 }
                 _ = async { notified.as_mut().as_pin_mut().expect("guarded").await }, if wait_ready => {}
                 _ = client.wake.notified() => {}
@@ -237,14 +266,32 @@ impl Conn {
                     heartbeat_at = self.next_heartbeat();
                 }
                 _ = sleep_until(read_deadline.unwrap_or_else(Instant::now)), if read_deadline.is_some() => {
-                    tracing::info!(
-                        "PROTOCOL(V2): [{}] missed heartbeats, closing",
-                        self.client.remote_address
-                    );
+                    // nsqd's read deadline (two heartbeats) expiring.
+                    let timeout = std::io::Error::from(std::io::ErrorKind::TimedOut);
+                    self.exit_error = Some(self.read_failed(&timeout));
                     return Ok(());
                 }
             }
         }
+    }
+
+    /// The client closed its side. A command cut off inside its size or body
+    /// still gets nsqd's error frame: only the client's writing half may be
+    /// closed, and it may be waiting for the answer.
+    async fn end_of_input(&mut self) -> std::io::Result<()> {
+        if let Some(cut) = command::at_eof(&self.input, &self.parse_ctx()) {
+            self.send_error_caused(&cut.error, cut.cause).await?;
+        }
+        Ok(())
+    }
+
+    /// nsqd's IOLoop error for a failed read.
+    fn read_failed(&self, e: &std::io::Error) -> String {
+        let remote = &self.client.remote_address;
+        format!(
+            "failed to read command - {}",
+            go_net_error("read", &self.local, remote, e)
+        )
     }
 
     fn next_heartbeat(&self) -> Option<Instant> {
@@ -344,7 +391,21 @@ impl Conn {
 
     /// Sends an error frame; returns true when the error closes the connection.
     async fn send_error(&mut self, e: &ClientError) -> std::io::Result<bool> {
-        tracing::error!("[{}] - {e}", self.client.remote_address);
+        self.send_error_caused(e, None).await
+    }
+
+    /// [`Self::send_error`] for an error with an underlying cause, which nsqd
+    /// appends to its log line (` - EOF`).
+    async fn send_error_caused(
+        &mut self,
+        e: &ClientError,
+        cause: Option<&str>,
+    ) -> std::io::Result<bool> {
+        let cause = cause.map(|c| format!(" - {c}")).unwrap_or_default();
+        tracing::error!("[{}] - {e}{cause}", self.client.remote_address);
+        if e.fatal {
+            self.exit_error = Some(e.to_string());
+        }
         put_frame(&mut self.output, FRAME_TYPE_ERROR, e.to_string().as_bytes());
         self.flush().await?;
         Ok(e.fatal)
@@ -430,6 +491,9 @@ impl Conn {
 
     fn identify(&mut self, body: &[u8]) -> Result<Option<Bytes>, ClientError> {
         let data = identify::parse(body)?;
+        let remote = &self.client.remote_address;
+        tracing::debug!("PROTOCOL(V2): [{remote}] {}", data.go_fields());
+        tracing::info!("[{remote}] IDENTIFY: {}", data.go_fields());
         let opts = self.nsqd.opts();
         {
             let mut ident = self.client.identity.lock();

@@ -10,7 +10,8 @@
 //! - [`response`]: NSQ's `V1` and `PlainText` responses ([`ApiError`],
 //!   [`Reply`], [`v1`], [`plain_text`]) and Go-style JSON ([`go_json`]).
 //! - [`panic`](mod@panic): [`CatchPanic`], a future that turns a panic into an error.
-//! - [`serve`](mod@serve): serving until shutdown, then a bounded grace period.
+//! - [`serve`](mod@serve): serving until shutdown, then a bounded grace period;
+//!   requests the server cannot read are answered as Go's `net/http` does.
 //! - [`client`]: a small HTTP/1.1 client for NSQ's APIs (nsqd, nsqlookupd).
 //!
 //! ```ignore

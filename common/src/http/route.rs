@@ -1,8 +1,10 @@
 //! A route table matched the way NSQ's router (julienschmidt/httprouter) matches,
 //! rather than the way axum does:
 //!
-//! - routing is on the percent-decoded path; a bad escape is Go's plain
-//!   `400 Bad Request`;
+//! - a request Go's `net/http` would not read (a bad escape in the path, a
+//!   `Content-Length` past 2^63-1) is refused before routing, as
+//!   [`unreadable_request`], and the connection closes;
+//! - routing is on the percent-decoded path;
 //! - an unknown path is `404 {"message":"NOT_FOUND"}`;
 //! - a known path with the wrong method is `405 {"message":"METHOD_NOT_ALLOWED"}`
 //!   with an `Allow` header, and `OPTIONS` answers 200 with that header;
@@ -21,7 +23,9 @@ use super::response::{v1, ApiError};
 use crate::flags::format_duration;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::header::{HeaderName, HeaderValue, ALLOW, CONTENT_TYPE, LOCATION};
+use axum::http::header::{
+    HeaderName, HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION,
+};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use std::future::Future;
@@ -169,9 +173,12 @@ where
             elapsed
         );
     };
+    if !readable_length(&req) {
+        return unreadable_request();
+    }
     // Like Go, route on the decoded path.
     let Some(path) = percent_decode(uri.path()) else {
-        return bad_request();
+        return unreadable_request();
     };
     let candidates: Vec<&Route<E>> = routes.iter().filter(|r| r.matches(&path)).collect();
     if let Some(r) = candidates.iter().find(|r| r.method == method.as_str()) {
@@ -364,14 +371,29 @@ pub fn set_header(resp: &mut Response, name: HeaderName, value: &str) {
     }
 }
 
-/// Go's answer to a request URL it cannot parse.
-pub fn bad_request() -> Response {
-    let mut resp = Response::new(Body::from("400 Bad Request"));
+/// Whether Go would read this request's `Content-Length`
+/// (`strconv.ParseUint(v, 10, 63)`). hyper has refused what is not a number,
+/// and conflicting values, but takes up to 2^64-3; a body that long is never
+/// coming, and a handler would wait for it.
+fn readable_length(req: &Request) -> bool {
+    req.headers().get_all(CONTENT_LENGTH).iter().all(|v| {
+        let v = v.as_bytes().trim_ascii();
+        // Digits only: Rust's integer parsing would take a `+`.
+        !v.is_empty()
+            && v.iter().all(u8::is_ascii_digit)
+            && std::str::from_utf8(v).is_ok_and(|v| v.parse::<i64>().is_ok())
+    })
+}
+
+/// The answer to a request Go's `net/http` cannot read, given before any
+/// handler: a 400 that closes the connection. It is hyper's own answer to a
+/// request it cannot parse, and [`serve`](mod@super::serve) words both as Go
+/// does on the wire (`400 Bad Request` as text).
+pub fn unreadable_request() -> Response {
+    let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::BAD_REQUEST;
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    resp.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
     resp
 }
 
@@ -396,6 +418,29 @@ mod tests {
         );
         assert_eq!(r.fix_case("/A/Q/B/z").as_deref(), Some("/a/Q/b/z"));
         assert_eq!(route("GET", "/ping", ()).fix_case("/PING/"), None);
+    }
+
+    #[test]
+    fn content_lengths_are_read_as_gos_parse_uint_to_63_bits() {
+        let req = |lengths: &[&str]| {
+            let mut b = axum::http::Request::builder();
+            for l in lengths {
+                b = b.header(CONTENT_LENGTH, *l);
+            }
+            b.body(Body::empty()).unwrap()
+        };
+        for ok in [&[][..], &["0"], &[" 5 "], &["9223372036854775807"]] {
+            assert!(readable_length(&req(ok)), "{ok:?}");
+        }
+        for bad in [
+            &["9223372036854775808"][..],
+            &["+5"],
+            &["-1"],
+            &[""],
+            &["5", "x"],
+        ] {
+            assert!(!readable_length(&req(bad)), "{bad:?}");
+        }
     }
 
     #[test]
