@@ -386,14 +386,17 @@ fn readable_length(req: &Request) -> bool {
 }
 
 /// The answer to a request Go's `net/http` cannot read, given before any
-/// handler: a 400 that closes the connection. It is hyper's own answer to a
-/// request it cannot parse, and [`serve`](mod@super::serve) words both as Go
-/// does on the wire (`400 Bad Request` as text).
+/// handler: Go's plain-text 400, closing the connection. (What hyper cannot
+/// parse at all, it answers with a bodiless 400 and closes.)
 pub fn unreadable_request() -> Response {
-    let mut resp = Response::new(Body::empty());
+    let mut resp = Response::new(Body::from("400 Bad Request"));
     *resp.status_mut() = StatusCode::BAD_REQUEST;
-    resp.headers_mut()
-        .insert(CONNECTION, HeaderValue::from_static("close"));
+    let h = resp.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(CONNECTION, HeaderValue::from_static("close"));
     resp
 }
 
