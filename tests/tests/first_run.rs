@@ -11,6 +11,7 @@ use nsq_tests::{nsqd_binary, wait_until, Nsqd};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -35,7 +36,18 @@ impl Run {
         let addr = || SocketAddr::from(([127, 0, 0, 1], free_local_port()));
         let (lookupd_tcp, lookupd_http) = (addr(), addr());
         let bin_dir = nsqd_binary().parent().unwrap().to_path_buf();
-        let mut child = Command::new("bash")
+        let mut cmd = Command::new("bash");
+        // As from a terminal: SIGINT at its default, even when this test runs
+        // in a background job (which starts with SIGINT ignored, and bash
+        // cannot trap a signal ignored on entry).
+        // SAFETY: signal(2) is async-signal-safe, as pre_exec requires.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        let mut child = cmd
             .arg(workspace_root().join("scripts/run"))
             .env("NSQ_NO_BUILD", "1")
             .env("NSQ_BIN_DIR", bin_dir)
