@@ -16,6 +16,8 @@ pub struct QueueConfig {
     pub sync_every: i64,
     pub max_msg_size: i64,
     pub node_id: i64,
+    /// Every queue reports its disk errors here.
+    pub health: std::sync::Arc<crate::health::Health>,
 }
 
 pub enum Backend {
@@ -53,31 +55,27 @@ impl Backend {
     }
 
     /// Writes `msg` in nsqd's encoding; `scratch` avoids an allocation per write.
-    pub fn put(&mut self, msg: &Message, scratch: &mut BytesMut) -> bool {
+    /// `Ok(false)`: an ephemeral queue dropped it. On an error every write since
+    /// the last [`flush`](Self::flush) is taken back.
+    pub fn put(&mut self, msg: &Message, scratch: &mut BytesMut) -> Result<bool, String> {
         match self {
             Backend::Disk(dq) => {
                 scratch.clear();
                 msg.encode(scratch);
-                match dq.put(scratch) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        tracing::error!("failed to write message to backend - {e}");
-                        false
-                    }
-                }
+                dq.put(scratch).map(|()| true).map_err(|e| e.to_string())
             }
-            Backend::Discard => false,
+            Backend::Discard => Ok(false),
         }
     }
 
     /// Hands buffered writes to the OS; owners call it once per batch so an
-    /// acknowledged message survives the process dying.
-    pub fn flush(&mut self) {
+    /// acknowledged message survives the process dying. On an error the whole
+    /// batch is taken back.
+    pub fn flush(&mut self) -> Result<(), String> {
         if let Backend::Disk(dq) = self {
-            if let Err(e) = dq.flush() {
-                tracing::error!("failed to write messages to backend - {e}");
-            }
+            dq.flush().map_err(|e| e.to_string())?;
         }
+        Ok(())
     }
 
     /// Next message, skipping undecodable records.
@@ -101,14 +99,21 @@ impl Backend {
         }
     }
 
-    pub fn sync_if_needed(&mut self) {
+    /// The periodic sync (`--sync-timeout`); also reports a failed
+    /// background sync.
+    pub fn sync_if_needed(&mut self) -> Result<(), String> {
         if let Backend::Disk(dq) = self {
+            if let Some(e) = dq.take_sync_failure() {
+                return Err(e);
+            }
             if dq.needs_sync() {
-                if let Err(e) = dq.sync() {
+                dq.sync().map_err(|e| {
                     tracing::error!("diskqueue sync failed - {e}");
-                }
+                    format!("failed to sync - {e}")
+                })?;
             }
         }
+        Ok(())
     }
 
     pub fn empty(&mut self) {

@@ -49,6 +49,10 @@ struct State {
     /// nsqd's quantile window, made on the first FIN when percentiles are tracked.
     window: Option<Box<e2e::Window>>,
     scratch: BytesMut,
+    /// Accepted messages written to disk since the last flush: if the flush
+    /// (or a later write) fails, the diskqueue takes them back and memory
+    /// keeps them instead.
+    unflushed: Vec<Message>,
     /// Alternates which source `take` reads first, so neither starves.
     backend_first: bool,
     closed: bool,
@@ -141,6 +145,7 @@ impl Channel {
                 latency: e2e::Histogram::default(),
                 window: None,
                 scratch: BytesMut::new(),
+                unflushed: Vec::new(),
                 backend_first: false,
                 closed: false,
             }),
@@ -155,7 +160,57 @@ impl Channel {
         }
     }
 
-    /// Queues a batch from the topic; DPUB messages go to the deferred queue.
+    /// A publish, straight from the topic: queued whole or not at all (a disk
+    /// error takes the batch back, memory part included, and is returned).
+    /// DPUB messages go to the deferred queue.
+    pub fn publish_batch(&self, msgs: &[Message]) -> Result<(), String> {
+        let mut st = self.state.lock();
+        if st.closed {
+            return Ok(());
+        }
+        let kept = st.memory.len();
+        let now = Instant::now();
+        let mut wrote = false;
+        let mut res = Ok(());
+        for m in msgs {
+            if m.defer_ms > 0 {
+                let deadline = now + Duration::from_millis(m.defer_ms as u64);
+                let mut msg = m.clone();
+                msg.defer_ms = 0;
+                self.add_deferred(&mut st, msg, deadline);
+            } else if st.memory.len() < self.cfg.mem_queue_size {
+                st.memory.push_back(m.clone());
+            } else {
+                wrote = true;
+                let State {
+                    backend, scratch, ..
+                } = &mut *st;
+                res = backend.put(m, scratch).map(|_| ());
+                if res.is_err() {
+                    break;
+                }
+            }
+        }
+        if wrote && res.is_ok() {
+            res = st.backend.flush();
+        }
+        if let Err(e) = &res {
+            self.disk_failed(e);
+            st.memory.truncate(kept);
+            return res;
+        }
+        if wrote {
+            self.cfg.health.succeeded();
+        }
+        drop(st);
+        self.message_count
+            .fetch_add(msgs.len() as u64, Ordering::Relaxed);
+        self.ready.notify_waiters();
+        Ok(())
+    }
+
+    /// Messages the topic already accepted (its backlog): queued, and kept in
+    /// memory past its size if the disk fails. DPUB messages are deferred.
     pub fn put_batch<'a>(&self, msgs: impl Iterator<Item = &'a Message>) {
         let mut st = self.state.lock();
         if st.closed {
@@ -171,24 +226,68 @@ impl Channel {
                 msg.defer_ms = 0;
                 self.add_deferred(&mut st, msg, deadline);
             } else {
-                self.enqueue(&mut st, m.clone());
+                self.keep(&mut st, m.clone());
             }
         }
-        st.backend.flush();
+        self.flush_kept(&mut st);
         drop(st);
         self.message_count.fetch_add(n, Ordering::Relaxed);
         self.ready.notify_waiters();
     }
 
-    fn enqueue(&self, st: &mut State, msg: Message) {
+    /// Queues an accepted message (from the backlog, a requeue, a time-out, a
+    /// deferral ending): to memory, or to disk past `--mem-queue-size`. Call
+    /// [`Self::flush_kept`] after a batch of these.
+    fn keep(&self, st: &mut State, msg: Message) {
         if st.memory.len() < self.cfg.mem_queue_size {
             st.memory.push_back(msg);
-        } else {
-            let State {
-                backend, scratch, ..
-            } = st;
-            backend.put(&msg, scratch);
+            return;
         }
+        let State {
+            backend, scratch, ..
+        } = &mut *st;
+        match backend.put(&msg, scratch) {
+            Ok(true) => st.unflushed.push(msg),
+            // An ephemeral channel drops its overflow, as nsqd does.
+            Ok(false) => {}
+            Err(e) => {
+                self.disk_failed(&e);
+                st.unflushed.push(msg);
+                let back = std::mem::take(&mut st.unflushed);
+                st.memory.extend(back);
+            }
+        }
+    }
+
+    /// Ends a batch of [`Self::keep`]: what went to disk is handed to the OS,
+    /// or, if that fails, kept in memory instead.
+    fn flush_kept(&self, st: &mut State) {
+        if st.unflushed.is_empty() {
+            return;
+        }
+        match st.backend.flush() {
+            Ok(()) => {
+                self.cfg.health.succeeded();
+                st.unflushed.clear();
+            }
+            Err(e) => {
+                self.disk_failed(&e);
+                let back = std::mem::take(&mut st.unflushed);
+                st.memory.extend(back);
+            }
+        }
+        if st.unflushed.capacity() > 4096 {
+            st.unflushed = Vec::new();
+        }
+    }
+
+    fn disk_failed(&self, e: &str) {
+        tracing::error!(
+            "CHANNEL({}:{}) ERROR: failed to write message to backend - {e}",
+            self.topic_name,
+            self.name
+        );
+        self.cfg.health.failed(e);
     }
 
     fn add_deferred(&self, st: &mut State, msg: Message, deadline: Instant) {
@@ -371,8 +470,8 @@ impl Channel {
         let f = Self::pop_in_flight(&mut st, client_id, id)?;
         self.requeue_count.fetch_add(1, Ordering::Relaxed);
         if delay.is_zero() {
-            self.enqueue(&mut st, f.msg);
-            st.backend.flush();
+            self.keep(&mut st, f.msg);
+            self.flush_kept(&mut st);
             drop(st);
             self.ready.notify_waiters();
         } else {
@@ -444,7 +543,7 @@ impl Channel {
             {
                 let f = st.in_flight.remove(&id).expect("checked above");
                 *timed_out.entry(f.client_id).or_default() += 1;
-                self.enqueue(&mut st, f.msg);
+                self.keep(&mut st, f.msg);
                 released += 1;
             }
         }
@@ -455,7 +554,7 @@ impl Channel {
             st.deferred_pq.pop();
             if st.deferred.get(&id).is_some_and(|d| d.deadline == deadline) {
                 let d = st.deferred.remove(&id).expect("checked above");
-                self.enqueue(&mut st, d.msg);
+                self.keep(&mut st, d.msg);
                 released += 1;
             }
         }
@@ -467,7 +566,7 @@ impl Channel {
             .unwrap_or(i64::MAX);
         self.next_deadline.store(next, Ordering::Release);
         if released > 0 {
-            st.backend.flush();
+            self.flush_kept(&mut st);
         }
         let total_timeouts: i64 = timed_out.values().sum();
         for (client_id, n) in timed_out {
@@ -538,7 +637,9 @@ impl Channel {
     }
 
     pub fn sync_backend(&self) {
-        self.state.lock().backend.sync_if_needed();
+        if let Err(e) = self.state.lock().backend.sync_if_needed() {
+            self.disk_failed(&e);
+        }
     }
 
     /// Shutdown: everything still held goes to disk (memory, then in-flight, then
@@ -562,13 +663,21 @@ impl Channel {
             ..
         } = &mut *st;
         let mut written = 0usize;
+        let mut failed = None;
+        let mut put = |m: &Message, failed: &mut Option<String>| match backend.put(m, scratch) {
+            Ok(stored) => stored,
+            Err(e) => {
+                failed.get_or_insert(e);
+                false
+            }
+        };
         for m in memory.drain(..) {
-            written += backend.put(&m, scratch) as usize;
+            written += put(&m, &mut failed) as usize;
         }
         let mut inflight: Vec<InFlight> = in_flight.drain().map(|(_, f)| f).collect();
         inflight.sort_by_key(|f| f.deadline);
         for f in inflight {
-            written += backend.put(&f.msg, scratch) as usize;
+            written += put(&f.msg, &mut failed) as usize;
         }
         let now = Instant::now();
         let wall = crate::message::unix_nanos();
@@ -576,11 +685,23 @@ impl Channel {
         let mut defs: Vec<Deferred> = deferred.drain().map(|(_, d)| d).collect();
         defs.sort_by_key(|d| d.deadline);
         for d in defs {
-            if backend.put(&d.msg, scratch) {
+            if put(&d.msg, &mut failed) {
                 written += 1;
                 let left = d.deadline.saturating_duration_since(now).as_nanos() as i64;
                 saved.push((d.msg.id, wall + left));
             }
+        }
+        if let Err(e) = backend.flush() {
+            failed.get_or_insert(e);
+        }
+        if let Some(e) = failed {
+            // Nothing else can hold them at shutdown: say so loudly.
+            tracing::error!(
+                "CHANNEL({}:{}): failed to write messages to disk on close - {e}",
+                self.topic_name,
+                self.name
+            );
+            self.cfg.health.failed(e);
         }
         save_deferrals(&self.cfg, &self.topic_name, &self.name, &saved);
         if written > 0 {

@@ -27,6 +27,7 @@
 //! - [`backend`]: the diskqueue (go-diskqueue's format, from `nsq-diskqueue`) or
 //!   nothing for ephemeral queues.
 //! - [`metadata`]: the `nsqd.dat` file.
+//! - [`health`]: the last disk error, what `/ping` reports.
 //! - [`lookup`], [`lookup_peer`]: registration with each nsqlookupd (protocol V1)
 //!   and the channel pre-creation query for new topics.
 //! - [`queue_scan`]: in-flight/deferred deadlines and periodic fsync.
@@ -39,6 +40,7 @@ pub mod client;
 pub mod clock;
 pub mod e2e;
 pub mod guid;
+pub mod health;
 pub mod http;
 pub mod lookup;
 pub mod lookup_peer;

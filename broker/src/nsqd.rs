@@ -28,7 +28,6 @@ pub struct Nsqd {
     loading: AtomicBool,
     metadata_lock: Mutex<()>,
     shutdown: watch::Sender<bool>,
-    health: Mutex<Option<String>>,
     pub tcp_addr: OnceLock<SocketAddr>,
     pub http_addr: OnceLock<SocketAddr>,
     pub https_addr: OnceLock<SocketAddr>,
@@ -71,6 +70,7 @@ impl Nsqd {
             sync_every: opts.sync_every,
             max_msg_size: opts.max_msg_size,
             node_id: opts.node_id,
+            health: Arc::default(),
         });
         let (shutdown, _) = watch::channel(false);
         let nsqd = Arc::new(Nsqd {
@@ -83,7 +83,6 @@ impl Nsqd {
             loading: AtomicBool::new(true),
             metadata_lock: Mutex::new(()),
             shutdown,
-            health: Mutex::new(None),
             tcp_addr: OnceLock::new(),
             http_addr: OnceLock::new(),
             https_addr: OnceLock::new(),
@@ -392,11 +391,11 @@ impl Nsqd {
 
     /// `None` when healthy, else the error nsqd's `/ping` reports.
     pub fn health(&self) -> Option<String> {
-        self.health.lock().clone()
+        self.cfg.health.error()
     }
 
     pub fn set_health(&self, err: Option<String>) {
-        *self.health.lock() = err;
+        self.cfg.health.set(err);
     }
 
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {

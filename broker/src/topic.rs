@@ -47,6 +47,10 @@ pub struct Topic {
 pub enum PutError {
     #[error("exiting")]
     Exiting,
+    /// Writing to disk failed; nothing of the batch was kept on the queue
+    /// that failed (another channel may already hold it).
+    #[error("{0}")]
+    Disk(String),
 }
 
 /// A point-in-time copy of a topic's counters.
@@ -113,34 +117,72 @@ impl Topic {
             && !st.draining
             && st.memory.is_empty()
             && st.backend.depth() == 0;
-        if direct {
+        let stored = if direct {
+            // Every channel is tried; an error fails the publish (a channel
+            // that stored it keeps it, as at-least-once allows).
+            let mut first_err = None;
             for ch in st.channels.values() {
-                ch.put_batch(batch.iter());
+                if let Err(e) = ch.publish_batch(&batch) {
+                    first_err.get_or_insert(e);
+                }
             }
             batch.clear();
+            first_err.map_or(Ok(()), Err)
         } else {
-            for m in batch.drain(..) {
-                self.enqueue(&mut st, m);
+            let stored = self.store(&mut st, &mut batch);
+            if stored.is_ok() {
+                self.maybe_start_drain(&mut st);
             }
-            st.backend.flush();
-            self.maybe_start_drain(&mut st);
-        }
+            stored
+        };
         st.batch = batch;
         drop(st);
+        stored.map_err(PutError::Disk)?;
         self.message_count.fetch_add(n, Ordering::Relaxed);
         self.message_bytes.fetch_add(bytes, Ordering::Relaxed);
         Ok(())
     }
 
-    fn enqueue(&self, st: &mut State, m: Message) {
-        if st.memory.len() < self.cfg.mem_queue_size {
-            st.memory.push_back(m);
-        } else {
-            let State {
-                backend, scratch, ..
-            } = st;
-            backend.put(&m, scratch);
+    /// Queues the batch behind the backlog: memory first, disk past
+    /// `--mem-queue-size`. All or nothing: on a disk error the memory part is
+    /// taken back too (the diskqueue takes back its own).
+    fn store(&self, st: &mut State, batch: &mut Vec<Message>) -> Result<(), String> {
+        let kept = st.memory.len();
+        let State {
+            memory,
+            backend,
+            scratch,
+            ..
+        } = st;
+        let mut res = Ok(());
+        let mut wrote = false;
+        for m in batch.drain(..) {
+            if res.is_err() {
+                continue;
+            }
+            if memory.len() < self.cfg.mem_queue_size {
+                memory.push_back(m);
+            } else {
+                wrote = true;
+                res = backend.put(&m, scratch).map(|_| ());
+            }
         }
+        if wrote && res.is_ok() {
+            res = backend.flush();
+        }
+        match &res {
+            Ok(()) if wrote => self.cfg.health.succeeded(),
+            Ok(()) => {}
+            Err(e) => {
+                tracing::error!(
+                    "TOPIC({}) ERROR: failed to write message to backend - {e}",
+                    self.name
+                );
+                self.cfg.health.failed(e.clone());
+                memory.truncate(kept);
+            }
+        }
+        res
     }
 
     /// Starts moving the backlog into channels when that is possible.
@@ -294,7 +336,9 @@ impl Topic {
     pub fn sync_backends(&self) {
         let channels = {
             let mut st = self.state.lock();
-            st.backend.sync_if_needed();
+            if let Err(e) = st.backend.sync_if_needed() {
+                self.cfg.health.failed(e);
+            }
             st.channels.values().cloned().collect::<Vec<_>>()
         };
         for ch in channels {
@@ -323,8 +367,15 @@ impl Topic {
             ..
         } = &mut *st;
         if !self.ephemeral {
-            for m in memory.drain(..) {
-                backend.put(&m, scratch);
+            let res = memory
+                .drain(..)
+                .try_for_each(|m| backend.put(&m, scratch).map(|_| ()));
+            if let Err(e) = res.and_then(|()| backend.flush()) {
+                tracing::error!(
+                    "TOPIC({}): failed to write backlog to disk on close - {e}",
+                    self.name
+                );
+                self.cfg.health.failed(e);
             }
         }
         for ch in channels.values() {

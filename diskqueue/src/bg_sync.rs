@@ -20,6 +20,8 @@ const QUEUE_LEN: usize = 1024;
 pub(crate) struct Pending {
     busy: Mutex<bool>,
     idle: Condvar,
+    /// The last job's failure, until the owner takes it.
+    failed: Mutex<Option<String>>,
 }
 
 impl Pending {
@@ -32,6 +34,14 @@ impl Pending {
         if !busy {
             self.idle.notify_all();
         }
+    }
+
+    pub(crate) fn take_failure(&self) -> Option<String> {
+        self.failed.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn fail(&self, e: String) {
+        *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
     }
 
     pub(crate) fn wait_idle(&self) {
@@ -72,10 +82,13 @@ fn run(job: Job) {
     if let Some(f) = &job.file {
         if let Err(e) = f.sync_data() {
             tracing::error!("DISKQUEUE({}) failed to sync - {e}", job.name);
+            job.pending.fail(format!("failed to sync - {e}"));
         }
     }
     if let Err(e) = metadata::persist(&job.meta_path, &job.meta) {
         tracing::error!("DISKQUEUE({}) failed to persist metadata - {e}", job.name);
+        job.pending
+            .fail(format!("failed to persist metadata - {e}"));
     }
     job.pending.set(false);
 }

@@ -90,6 +90,11 @@ pub struct DiskQueue {
     /// rolls away from the file being read; otherwise the file's size.
     read_file_end: Option<(i64, i64)>,
 
+    /// Where the data handed to the OS ends (`write_file_num`, `write_pos` at
+    /// the last successful flush), and the records put since: what a failed
+    /// write takes back.
+    flushed: (i64, i64),
+    unflushed: i64,
     /// Puts and reads since the last sync (go-diskqueue's `count`).
     ops_since_sync: i64,
     /// Records were written since the last fsync of the write file.
@@ -157,6 +162,8 @@ impl DiskQueue {
             writer: None,
             cache: ReadCache::default(),
             read_file_end: None,
+            flushed: (0, 0),
+            unflushed: 0,
             ops_since_sync: 0,
             unsynced_writes: false,
             need_sync: false,
@@ -169,6 +176,7 @@ impl DiskQueue {
             dq.closed = true;
             return Err(e);
         }
+        dq.mark_flushed();
         Ok(dq)
     }
 
@@ -188,10 +196,16 @@ impl DiskQueue {
         // go-diskqueue v1.1.0 rolls *before* a record that would not fit, so a
         // file never exceeds max_bytes_per_file unless one record alone does.
         if self.write_pos > 0 && self.write_pos + total > self.max_bytes_per_file {
-            self.roll_write_file();
+            if let Err(e) = self.roll_write_file() {
+                self.rollback(&e);
+                return Err(e.into());
+            }
         }
         if self.writer.is_none() {
-            self.open_writer()?;
+            if let Err(e) = self.open_writer() {
+                self.rollback(&e);
+                return Err(e.into());
+            }
         }
         let Some((_, w)) = self.writer.as_mut() else {
             return Err(io::Error::other("write file not open").into());
@@ -201,11 +215,12 @@ impl DiskQueue {
             .write_all(&record::encode_header(size as i32))
             .and_then(|()| w.write_all(data));
         if let Err(e) = res {
-            self.abandon_writer(&e);
+            self.rollback(&e);
             return Err(e.into());
         }
         self.write_pos += total;
         self.depth += 1;
+        self.unflushed += 1;
         self.ops_since_sync += 1;
         self.unsynced_writes = true;
         self.sync_if_due();
@@ -262,13 +277,19 @@ impl DiskQueue {
 
     /// Writes buffered records to the OS (no fsync): once this returns they
     /// survive the process dying, as go-diskqueue's per-record writes do.
+    ///
+    /// On failure every record put since the last successful flush is taken
+    /// back (depth, write position, and the bytes already in the file), so
+    /// the caller can report the whole batch as failed: nothing half-written
+    /// stays behind to be read later.
     pub fn flush(&mut self) -> io::Result<()> {
         if let Some((_, w)) = self.writer.as_mut() {
             if let Err(e) = w.flush() {
-                self.abandon_writer(&e);
+                self.rollback(&e);
                 return Err(e);
             }
         }
+        self.mark_flushed();
         Ok(())
     }
 
@@ -278,10 +299,16 @@ impl DiskQueue {
         self.bg.wait_idle();
         // After reads alone only the metadata changed: skip the data fsync.
         if let (true, Some((_, w))) = (self.unsynced_writes, self.writer.as_mut()) {
-            let res = w.flush().and_then(|()| w.get_ref().sync_all());
-            if let Err(e) = res {
-                self.abandon_writer(&e);
+            if let Err(e) = w.flush() {
+                self.rollback(&e);
                 return Err(e);
+            }
+            self.mark_flushed();
+            if let Some((_, w)) = self.writer.as_mut() {
+                if let Err(e) = w.get_ref().sync_all() {
+                    self.abandon_writer(&e);
+                    return Err(e);
+                }
             }
         }
         self.unsynced_writes = false;
@@ -289,6 +316,11 @@ impl DiskQueue {
         self.need_sync = false;
         self.ops_since_sync = 0;
         Ok(())
+    }
+
+    /// The failure of the last count-based sync on the fsync thread, once.
+    pub fn take_sync_failure(&self) -> Option<String> {
+        self.bg.take_failure()
     }
 
     /// Whether anything was written, read or repaired since the last sync.
@@ -389,14 +421,18 @@ impl DiskQueue {
         let mut file = None;
         if self.unsynced_writes {
             if let Some((_, w)) = self.writer.as_mut() {
-                let dup = w.flush().and_then(|()| w.get_ref().try_clone());
-                match dup {
+                if let Err(e) = w.flush() {
+                    self.rollback(&e);
+                    return;
+                }
+                match w.get_ref().try_clone() {
                     Ok(f) => file = Some(f),
                     Err(e) => {
-                        self.abandon_writer(&e);
+                        error!("DISKQUEUE({}) failed to sync - {e}", self.paths.name());
                         return;
                     }
                 }
+                self.mark_flushed();
             }
         }
         let job = bg_sync::Job {
@@ -423,7 +459,11 @@ impl DiskQueue {
 
     /// Moves writing to the next file; the finished file is fsynced and the
     /// metadata persisted, as go-diskqueue does at every roll.
-    fn roll_write_file(&mut self) {
+    fn roll_write_file(&mut self) -> io::Result<()> {
+        // The finished file's records must be out before the roll is recorded.
+        if let Some((_, w)) = self.writer.as_mut() {
+            w.flush()?;
+        }
         if self.read_file_num == self.write_file_num {
             // The reader cannot learn this file's end from its size while it is
             // being written; from now on it is exactly here.
@@ -435,6 +475,7 @@ impl DiskQueue {
             error!("DISKQUEUE({}) failed to sync - {e}", self.paths.name());
         }
         self.writer = None;
+        Ok(())
     }
 
     /// Opens (creating) the write file at `write_pos`.
@@ -519,6 +560,63 @@ impl DiskQueue {
             self.write_pos = 0;
         }
         self.need_sync = true;
+        self.mark_flushed();
+    }
+
+    /// The data handed to the OS ends here; nothing is pending.
+    fn mark_flushed(&mut self) {
+        self.flushed = (self.write_file_num, self.write_pos);
+        self.unflushed = 0;
+    }
+
+    /// Takes back every record put since the last successful flush, after a
+    /// write failed part-way: the buffer is dropped, files begun since are
+    /// removed and the file being written is cut back to where the flushed
+    /// data ends. If it cannot be cut, writing moves on to a new file.
+    fn rollback(&mut self, err: &io::Error) {
+        let (file_num, pos) = self.flushed;
+        error!(
+            "DISKQUEUE({}) write failed, taking back {} unflushed records - {err}",
+            self.paths.name(),
+            self.unflushed
+        );
+        let writer = self.writer.take().map(|(num, w)| (num, w.into_parts().0));
+        for num in file_num + 1..=self.write_file_num {
+            if let Err(e) = remove_if_exists(&self.paths.data_file(num)) {
+                error!(
+                    "DISKQUEUE({}) failed to remove data file - {e}",
+                    self.paths.name()
+                );
+            }
+        }
+        self.depth -= self.unflushed;
+        self.write_file_num = file_num;
+        self.write_pos = pos;
+        if self.read_file_num == file_num {
+            self.read_file_end = None;
+        }
+        let cut = match writer {
+            Some((num, file)) if num == file_num => file.set_len(pos as u64),
+            _ => match OpenOptions::new()
+                .write(true)
+                .open(self.paths.data_file(file_num))
+            {
+                Ok(file) => file.set_len(pos as u64),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && pos == 0 => Ok(()),
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = cut {
+            error!(
+                "DISKQUEUE({}) failed to cut {} back to {pos} - {e}",
+                self.paths.name(),
+                self.paths.data_file(file_num).display()
+            );
+            self.write_file_num += 1;
+            self.write_pos = 0;
+        }
+        self.need_sync = true;
+        self.mark_flushed();
     }
 
     // ---- reading ----
@@ -749,6 +847,7 @@ impl DiskQueue {
         self.read_pos = 0;
         self.read_file_end = None;
         self.depth = 0;
+        self.mark_flushed();
         res
     }
 
