@@ -78,6 +78,21 @@ impl Backend {
         Ok(())
     }
 
+    /// The sequence number of the last record written (see `crate::durable`).
+    pub fn last_put(&self) -> u64 {
+        match self {
+            Backend::Disk(dq) => dq.last_put(),
+            Backend::Discard => 0,
+        }
+    }
+
+    /// Starts the sync waiting publishers need, unless one is under way.
+    pub fn request_sync(&mut self) {
+        if let Backend::Disk(dq) = self {
+            dq.request_sync();
+        }
+    }
+
     /// Next message, skipping undecodable records.
     pub fn read(&mut self) -> Option<Message> {
         let Backend::Disk(dq) = self else {

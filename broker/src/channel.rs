@@ -8,6 +8,7 @@
 use crate::backend::{Backend, QueueConfig};
 use crate::client::ClientShared;
 use crate::clock;
+use crate::durable::{Durable, Owner};
 use crate::e2e;
 use crate::message::Message;
 use bytes::BytesMut;
@@ -162,13 +163,19 @@ impl Channel {
 
     /// A publish, straight from the topic: queued whole or not at all (a disk
     /// error takes the batch back, memory part included, and is returned).
-    /// DPUB messages go to the deferred queue.
-    pub fn publish_batch(&self, msgs: &[Message]) -> Result<(), String> {
+    /// DPUB messages go to the deferred queue. What went to disk is added to
+    /// `durable`, for the publisher to wait on.
+    pub fn publish_batch(
+        self: &Arc<Self>,
+        msgs: &[Message],
+        durable: &mut Durable,
+    ) -> Result<(), String> {
         let mut st = self.state.lock();
         if st.closed {
             return Ok(());
         }
         let kept = st.memory.len();
+        let first = st.backend.last_put() + 1;
         let now = Instant::now();
         let mut wrote = false;
         let mut res = Ok(());
@@ -201,6 +208,8 @@ impl Channel {
         }
         if wrote {
             self.cfg.health.succeeded();
+            let owner = Owner::Channel(Arc::clone(self));
+            durable.owe(owner, &mut st.backend, first, self.cfg.sync_every);
         }
         drop(st);
         self.message_count
@@ -634,6 +643,21 @@ impl Channel {
             clients: st.clients.values().cloned().collect(),
             latency: st.latency,
         }
+    }
+
+    /// A waiting publisher needs the next sync (see [`crate::durable`]).
+    pub fn request_sync(&self) {
+        self.state.lock().backend.request_sync();
+    }
+
+    /// A sync a publisher waited for failed.
+    pub fn sync_failed(&self, e: &str) {
+        tracing::error!(
+            "CHANNEL({}:{}) ERROR: failed to sync backend - {e}",
+            self.topic_name,
+            self.name
+        );
+        self.cfg.health.failed(e);
     }
 
     pub fn sync_backend(&self) {

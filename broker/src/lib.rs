@@ -27,6 +27,8 @@
 //! - [`backend`]: the diskqueue (go-diskqueue's format, from `nsq-diskqueue`) or
 //!   nothing for ephemeral queues.
 //! - [`metadata`]: the `nsqd.dat` file.
+//! - [`durable`]: publishes wait for the sync covering them (`--sync-every`),
+//!   sharing one per queue (group commit).
 //! - [`health`]: the last disk error, what `/ping` reports.
 //! - [`lookup`], [`lookup_peer`]: registration with each nsqlookupd (protocol V1)
 //!   and the channel pre-creation query for new topics.
@@ -38,6 +40,7 @@ pub mod backend;
 pub mod channel;
 pub mod client;
 pub mod clock;
+pub mod durable;
 pub mod e2e;
 pub mod guid;
 pub mod health;

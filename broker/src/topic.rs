@@ -6,6 +6,7 @@
 
 use crate::backend::{Backend, QueueConfig};
 use crate::channel::Channel;
+use crate::durable::{Durable, Owner};
 use crate::e2e;
 use crate::guid::GuidFactory;
 use crate::message::{unix_nanos, Message};
@@ -92,11 +93,12 @@ impl Topic {
     }
 
     /// Publishes bodies as new messages (deferred by `defer_ms` when non-zero).
+    /// The OK must wait for what is returned (see [`crate::durable`]).
     pub fn put_messages(
         self: &Arc<Self>,
         bodies: impl IntoIterator<Item = Bytes>,
         defer_ms: u32,
-    ) -> Result<(), PutError> {
+    ) -> Result<Durable, PutError> {
         let mut st = self.state.lock();
         if st.closed {
             return Err(PutError::Exiting);
@@ -117,19 +119,20 @@ impl Topic {
             && !st.draining
             && st.memory.is_empty()
             && st.backend.depth() == 0;
+        let mut durable = Durable::default();
         let stored = if direct {
             // Every channel is tried; an error fails the publish (a channel
             // that stored it keeps it, as at-least-once allows).
             let mut first_err = None;
             for ch in st.channels.values() {
-                if let Err(e) = ch.publish_batch(&batch) {
+                if let Err(e) = ch.publish_batch(&batch, &mut durable) {
                     first_err.get_or_insert(e);
                 }
             }
             batch.clear();
             first_err.map_or(Ok(()), Err)
         } else {
-            let stored = self.store(&mut st, &mut batch);
+            let stored = self.store(&mut st, &mut batch, &mut durable);
             if stored.is_ok() {
                 self.maybe_start_drain(&mut st);
             }
@@ -140,14 +143,20 @@ impl Topic {
         stored.map_err(PutError::Disk)?;
         self.message_count.fetch_add(n, Ordering::Relaxed);
         self.message_bytes.fetch_add(bytes, Ordering::Relaxed);
-        Ok(())
+        Ok(durable)
     }
 
     /// Queues the batch behind the backlog: memory first, disk past
     /// `--mem-queue-size`. All or nothing: on a disk error the memory part is
     /// taken back too (the diskqueue takes back its own).
-    fn store(&self, st: &mut State, batch: &mut Vec<Message>) -> Result<(), String> {
+    fn store(
+        self: &Arc<Self>,
+        st: &mut State,
+        batch: &mut Vec<Message>,
+        durable: &mut Durable,
+    ) -> Result<(), String> {
         let kept = st.memory.len();
+        let first = st.backend.last_put() + 1;
         let State {
             memory,
             backend,
@@ -171,7 +180,11 @@ impl Topic {
             res = backend.flush();
         }
         match &res {
-            Ok(()) if wrote => self.cfg.health.succeeded(),
+            Ok(()) if wrote => {
+                self.cfg.health.succeeded();
+                let owner = Owner::Topic(Arc::clone(self));
+                durable.owe(owner, backend, first, self.cfg.sync_every);
+            }
             Ok(()) => {}
             Err(e) => {
                 tracing::error!(
@@ -331,6 +344,17 @@ impl Topic {
             channels: st.channels.values().cloned().collect(),
             latency: self.latency.snapshot(),
         }
+    }
+
+    /// A waiting publisher needs the next sync (see [`crate::durable`]).
+    pub fn request_sync(&self) {
+        self.state.lock().backend.request_sync();
+    }
+
+    /// A sync a publisher waited for failed.
+    pub fn sync_failed(&self, e: &str) {
+        tracing::error!("TOPIC({}) ERROR: failed to sync backend - {e}", self.name);
+        self.cfg.health.failed(e);
     }
 
     pub fn sync_backends(&self) {

@@ -1,27 +1,82 @@
-//! Count-based syncs (every `sync_every` operations) handed to a shared worker
-//! thread, so a queue's owner keeps writing while the disk flushes.
+//! Syncs handed to a shared worker thread, so a queue's owner keeps writing
+//! while the disk flushes: count-based syncs (every `sync_every` operations)
+//! and the group commits publishers ask for ([`crate::DiskQueue::request_sync`]).
 //!
 //! The owner first writes its buffer to the OS, then passes a duplicate of the
 //! file handle and a metadata snapshot. At most one job per queue is under way;
 //! every inline sync, `empty`, `delete` and `close` waits for it first, so an
 //! older snapshot never lands after a newer one.
+//!
+//! Each queue publishes how far its records are synced ([`Synced`]) on a
+//! `tokio::sync::watch` channel, so any number of publishers can wait for the
+//! one sync that covers them.
 
 use crate::metadata::{self, Metadata};
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use tokio::sync::watch;
 
 /// Queued jobs before owners fall back to syncing inline.
 const QUEUE_LEN: usize = 1024;
+/// Worker threads: syncs of different queues (a topic's channels) overlap.
+const WORKERS: usize = 4;
 
-/// Whether a queue has a job under way.
-#[derive(Debug, Default)]
+/// How far a queue's records are on stable storage, in put sequence numbers
+/// ([`crate::DiskQueue::last_put`]).
+#[derive(Debug, Clone, Default)]
+pub struct Synced {
+    /// The highest record covered by a successful sync.
+    pub ok: u64,
+    /// The highest record covered by a failed sync (0: none).
+    pub failed: u64,
+    /// Why that sync failed.
+    pub error: Option<Arc<str>>,
+}
+
+impl Synced {
+    /// For a publisher whose records are `first..=last` and which may return
+    /// once `target` is synced: `Some(Ok)` when it may, `Some(Err)` when a sync
+    /// covering its records failed, `None` while it must wait.
+    pub fn outcome(&self, first: u64, target: u64) -> Option<Result<(), Arc<str>>> {
+        if self.failed >= first {
+            let e = self
+                .error
+                .clone()
+                .unwrap_or_else(|| Arc::from("sync failed"));
+            return Some(Err(e));
+        }
+        (self.ok >= target).then_some(Ok(()))
+    }
+}
+
+/// Whether a queue has a job under way, and how far it is synced.
+#[derive(Debug)]
 pub(crate) struct Pending {
     busy: Mutex<bool>,
     idle: Condvar,
     /// The last job's failure, until the owner takes it.
     failed: Mutex<Option<String>>,
+    /// A job failed: the owner must give up its write file.
+    abandon: AtomicBool,
+    synced: watch::Sender<Synced>,
+    /// Copy of `synced.ok` readable without the watch's lock.
+    ok: AtomicU64,
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Pending {
+            busy: Mutex::new(false),
+            idle: Condvar::new(),
+            failed: Mutex::new(None),
+            abandon: AtomicBool::new(false),
+            synced: watch::Sender::new(Synced::default()),
+            ok: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Pending {
@@ -40,14 +95,56 @@ impl Pending {
         self.failed.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
-    fn fail(&self, e: String) {
-        *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+    pub(crate) fn take_abandon(&self) -> bool {
+        self.abandon.swap(false, Ordering::AcqRel)
     }
 
     pub(crate) fn wait_idle(&self) {
         let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
         while *busy {
             busy = self.idle.wait(busy).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Synced> {
+        self.synced.subscribe()
+    }
+
+    pub(crate) fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Acquire)
+    }
+
+    /// Records up to `seq` are synced.
+    pub(crate) fn synced_to(&self, seq: u64) {
+        self.synced.send_if_modified(|s| {
+            if seq <= s.ok {
+                return false;
+            }
+            s.ok = seq;
+            self.ok.store(seq, Ordering::Release);
+            true
+        });
+    }
+
+    /// A sync covering records up to `seq` failed.
+    pub(crate) fn sync_failed(&self, seq: u64, e: &str) {
+        self.synced.send_modify(|s| {
+            s.failed = s.failed.max(seq);
+            s.error = Some(Arc::from(e));
+        });
+    }
+
+    /// Ends a job: waiters see the queue idle before they see the outcome,
+    /// so a woken publisher can start the next sync.
+    fn finish(&self, covers: u64, res: Result<(), String>) {
+        if let Err(e) = &res {
+            *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.clone());
+            self.abandon.store(true, Ordering::Release);
+        }
+        self.set(false);
+        match res {
+            Ok(()) => self.synced_to(covers),
+            Err(e) => self.sync_failed(covers, &e),
         }
     }
 }
@@ -58,6 +155,8 @@ pub(crate) struct Job {
     pub file: Option<File>,
     pub meta: Metadata,
     pub meta_path: PathBuf,
+    /// The last record this sync covers.
+    pub covers: u64,
     pub pending: Arc<Pending>,
 }
 
@@ -65,32 +164,46 @@ fn worker() -> Option<&'static SyncSender<Job>> {
     static TX: OnceLock<Option<SyncSender<Job>>> = OnceLock::new();
     TX.get_or_init(|| {
         let (tx, rx) = sync_channel::<Job>(QUEUE_LEN);
-        std::thread::Builder::new()
-            .name("diskqueue-fsync".into())
-            .spawn(move || {
-                while let Ok(job) = rx.recv() {
-                    run(job);
-                }
-            })
-            .ok()
-            .map(|_| tx)
+        let rx = Arc::new(Mutex::new(rx));
+        let mut started = 0;
+        for i in 0..WORKERS {
+            let rx = Arc::clone(&rx);
+            let spawned = std::thread::Builder::new()
+                .name(format!("diskqueue-fsync-{i}"))
+                .spawn(move || work(&rx));
+            started += spawned.is_ok() as usize;
+        }
+        (started > 0).then_some(tx)
     })
     .as_ref()
 }
 
+fn work(rx: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        run(job);
+    }
+}
+
 fn run(job: Job) {
+    let mut res = Ok(());
     if let Some(f) = &job.file {
         if let Err(e) = f.sync_data() {
             tracing::error!("DISKQUEUE({}) failed to sync - {e}", job.name);
-            job.pending.fail(format!("failed to sync - {e}"));
+            res = Err(format!("failed to sync - {e}"));
         }
     }
-    if let Err(e) = metadata::persist(&job.meta_path, &job.meta) {
-        tracing::error!("DISKQUEUE({}) failed to persist metadata - {e}", job.name);
-        job.pending
-            .fail(format!("failed to persist metadata - {e}"));
+    if res.is_ok() {
+        if let Err(e) = metadata::persist(&job.meta_path, &job.meta) {
+            tracing::error!("DISKQUEUE({}) failed to persist metadata - {e}", job.name);
+            res = Err(format!("failed to persist metadata - {e}"));
+        }
     }
-    job.pending.set(false);
+    crate::stats::count_sync(job.file.is_some());
+    job.pending.finish(job.covers, res);
 }
 
 /// Queues `job`; hands it back when the worker is unavailable or saturated, so

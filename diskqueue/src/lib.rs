@@ -33,8 +33,10 @@
 //!   changes, on [`DiskQueue::sync`] (the owner's ticker), `close` and drop.
 //!
 //! The API is synchronous: one owner (the broker, behind its own lock) calls it.
-//! With [`DiskQueue::set_background_sync`], count-based syncs run on one shared
-//! fsync thread (`bg_sync`) instead of blocking the owner.
+//! With [`DiskQueue::set_background_sync`], count-based syncs run on shared
+//! fsync threads (`bg_sync`) instead of blocking the owner, and publishers that
+//! must not be acknowledged before their records are synced wait for a group
+//! commit: [`DiskQueue::request_sync`], [`DiskQueue::synced`], [`Synced`].
 //!
 //! [go-diskqueue]: https://github.com/nsqio/go-diskqueue
 
@@ -44,5 +46,7 @@ pub mod metadata;
 pub mod queue;
 mod read_cache;
 pub mod record;
+pub mod stats;
 
+pub use bg_sync::Synced;
 pub use queue::{DiskQueue, DiskQueueError};

@@ -8,7 +8,7 @@
 //! what Go does "on the next loop iteration" (a sync after a file change, the
 //! `syncEvery` count) happens before the method returns.
 
-use crate::bg_sync::{self, Pending};
+use crate::bg_sync::{self, Pending, Synced};
 use crate::files::{self, Paths};
 use crate::metadata::{self, Metadata};
 use crate::read_cache::{ReadCache, WriterTail, READ_BUFFER_SIZE};
@@ -18,6 +18,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Arc;
+use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
 /// Bytes of records collected in memory before a `write(2)`.
@@ -95,8 +96,13 @@ pub struct DiskQueue {
     /// write takes back.
     flushed: (i64, i64),
     unflushed: i64,
+    /// Records put so far (less those taken back): the sequence number of the
+    /// last one, which publishers wait on (see [`Self::synced`]).
+    put_seq: u64,
     /// Puts and reads since the last sync (go-diskqueue's `count`).
     ops_since_sync: i64,
+    /// Reads since the last sync: what a crash would deliver again.
+    reads_since_sync: i64,
     /// Records were written since the last fsync of the write file.
     unsynced_writes: bool,
     /// A file change or repair happened; sync now (go-diskqueue's `needSync`).
@@ -164,7 +170,9 @@ impl DiskQueue {
             read_file_end: None,
             flushed: (0, 0),
             unflushed: 0,
+            put_seq: 0,
             ops_since_sync: 0,
+            reads_since_sync: 0,
             unsynced_writes: false,
             need_sync: false,
             closed: false,
@@ -221,9 +229,14 @@ impl DiskQueue {
         self.write_pos += total;
         self.depth += 1;
         self.unflushed += 1;
+        self.put_seq += 1;
         self.ops_since_sync += 1;
         self.unsynced_writes = true;
-        self.sync_if_due();
+        // With background syncs the count is checked at `flush`, once per
+        // batch, so a sync covers the whole batch.
+        if !self.background_sync || self.need_sync {
+            self.sync_if_due()?;
+        }
         Ok(())
     }
 
@@ -256,7 +269,8 @@ impl DiskQueue {
                 }
                 Err(e) => self.handle_read_error(e),
             }
-            self.sync_if_due();
+            // Only puts can be taken back, and there are none here.
+            let _ = self.sync_if_due();
         }
     }
 
@@ -268,11 +282,49 @@ impl DiskQueue {
         self.depth
     }
 
-    /// Hands count-based syncs to a background thread (see `bg_sync`): puts no
-    /// longer wait for the disk, and at most one sync per queue is under way,
-    /// so up to one extra `sync_every` batch may be unsynced at a time.
+    /// Hands count-based syncs to the fsync threads (see `bg_sync`), checked
+    /// at each [`flush`](Self::flush) and read: puts never wait for the disk
+    /// (publishers that must wait use [`Self::request_sync`]), and reads wait
+    /// only when a sync is under way and a full `sync_every` batch of reads
+    /// has piled up since, so the persisted read position lags by less than
+    /// two batches (one with `sync_every` 1).
     pub fn set_background_sync(&mut self, on: bool) {
         self.background_sync = on;
+    }
+
+    /// The sequence number of the last record put (1 for the first since
+    /// `open`); compare with [`Synced::ok`](crate::Synced).
+    pub fn last_put(&self) -> u64 {
+        self.put_seq
+    }
+
+    /// How far records are synced, updated by every sync: a publisher waits on
+    /// it for the sync that covers its records.
+    pub fn synced(&self) -> watch::Receiver<Synced> {
+        self.bg.subscribe()
+    }
+
+    /// The last record known to be synced (no lock, no wake-up).
+    pub fn synced_to(&self) -> u64 {
+        self.bg.ok()
+    }
+
+    /// Group commit: starts a sync covering every record put so far, unless
+    /// one is under way (its end wakes the waiters, which ask again) or there
+    /// is nothing to sync. Background syncs are used when enabled.
+    pub fn request_sync(&mut self) {
+        if self.put_seq <= self.bg.ok() || self.bg.is_busy() {
+            return;
+        }
+        // Callers flushed first, so nothing can be taken back here.
+        let res = if self.background_sync {
+            self.sync_in_background()
+        } else {
+            self.sync()
+        };
+        if let Err(e) = res {
+            error!("DISKQUEUE({}) failed to sync - {e}", self.paths.name());
+        }
     }
 
     /// Writes buffered records to the OS (no fsync): once this returns they
@@ -290,6 +342,9 @@ impl DiskQueue {
             }
         }
         self.mark_flushed();
+        if self.background_sync {
+            self.sync_if_due()?;
+        }
         Ok(())
     }
 
@@ -297,24 +352,40 @@ impl DiskQueue {
     /// The owner calls this on its `sync_timeout` ticker when [`needs_sync`](Self::needs_sync).
     pub fn sync(&mut self) -> io::Result<()> {
         self.bg.wait_idle();
+        if self.bg.take_abandon() {
+            self.abandon_writer(&io::Error::other("a background sync failed"));
+        }
         // After reads alone only the metadata changed: skip the data fsync.
+        let mut data = false;
         if let (true, Some((_, w))) = (self.unsynced_writes, self.writer.as_mut()) {
             if let Err(e) = w.flush() {
+                // Nothing newly synced; what was flushed before still can be.
                 self.rollback(&e);
                 return Err(e);
             }
             self.mark_flushed();
             if let Some((_, w)) = self.writer.as_mut() {
+                data = true;
                 if let Err(e) = w.get_ref().sync_all() {
                     self.abandon_writer(&e);
+                    self.bg
+                        .sync_failed(self.put_seq, &format!("failed to sync - {e}"));
                     return Err(e);
                 }
             }
         }
         self.unsynced_writes = false;
-        metadata::persist(&self.paths.meta_file(), &self.metadata())?;
+        let res = metadata::persist(&self.paths.meta_file(), &self.metadata());
+        crate::stats::count_sync(data);
+        if let Err(e) = res {
+            self.bg
+                .sync_failed(self.put_seq, &format!("failed to persist metadata - {e}"));
+            return Err(e);
+        }
+        self.bg.synced_to(self.put_seq);
         self.need_sync = false;
         self.ops_since_sync = 0;
+        self.reads_since_sync = 0;
         Ok(())
     }
 
@@ -341,6 +412,8 @@ impl DiskQueue {
         info!("DISKQUEUE({}): deleting", self.paths.name());
         self.closed = true;
         self.bg.wait_idle();
+        // The records are gone on purpose: nobody waits for them any more.
+        self.bg.synced_to(self.put_seq);
         let mut res = self.skip_to_next_rw_file();
         // Files outside the read..write range only exist after corruption or
         // recovery; they belong to this queue all the same.
@@ -375,8 +448,10 @@ impl DiskQueue {
     pub fn empty(&mut self) -> io::Result<()> {
         info!("DISKQUEUE({}): emptying", self.paths.name());
         self.bg.wait_idle();
+        self.bg.synced_to(self.put_seq);
         let res = self.skip_to_next_rw_file();
         self.ops_since_sync = 0;
+        self.reads_since_sync = 0;
         self.need_sync = false;
         if let Err(e) = remove_if_exists(&self.paths.meta_file()) {
             error!(
@@ -398,38 +473,52 @@ impl DiskQueue {
         }
     }
 
-    fn sync_if_due(&mut self) {
+    /// Syncs when `sync_every` operations or a file change call for it. An
+    /// error means the records put since the last flush were taken back; a
+    /// failed fsync alone reaches the waiters through [`Self::synced`].
+    fn sync_if_due(&mut self) -> io::Result<()> {
         // `sync_every <= 0` syncs after every operation, as go-diskqueue's
         // `count == syncEvery` check effectively does for 0.
         let count_due = self.ops_since_sync > 0 && self.ops_since_sync >= self.sync_every;
         if !self.need_sync && count_due && self.background_sync {
-            self.sync_in_background();
-        } else if self.need_sync || count_due {
-            if let Err(e) = self.sync() {
-                error!("DISKQUEUE({}) failed to sync - {e}", self.paths.name());
+            if self.bg.is_busy() {
+                // Puts are bounded by their publishers, who wait for the
+                // sync they need. Reads are not: past a full batch, wait
+                // rather than let the persisted read position fall further
+                // behind, as after kill -9 that lag is read twice.
+                if self.reads_since_sync < self.sync_every.max(1) {
+                    return Ok(());
+                }
+                self.bg.wait_idle();
             }
+            return self.sync_in_background();
         }
+        if self.need_sync || count_due {
+            return self.sync_inline_logged();
+        }
+        Ok(())
     }
 
-    /// A count-based sync on the fsync thread. While the previous one is still
-    /// running this does nothing: the count stays due and the next operation
-    /// tries again.
-    fn sync_in_background(&mut self) {
+    /// A sync on a worker thread; falls back to an inline sync when the
+    /// workers are saturated. An error: the unflushed records were taken back.
+    fn sync_in_background(&mut self) -> io::Result<()> {
         if self.bg.is_busy() {
-            return;
+            return Ok(());
+        }
+        if self.bg.take_abandon() {
+            self.abandon_writer(&io::Error::other("a background sync failed"));
         }
         let mut file = None;
         if self.unsynced_writes {
             if let Some((_, w)) = self.writer.as_mut() {
-                if let Err(e) = w.flush() {
-                    self.rollback(&e);
-                    return;
-                }
-                match w.get_ref().try_clone() {
-                    Ok(f) => file = Some(f),
+                let cloned = w.flush().map(|()| w.get_ref().try_clone());
+                match cloned {
+                    Ok(Ok(f)) => file = Some(f),
+                    // Descriptors exhausted, say: sync here instead.
+                    Ok(Err(_)) => return self.sync_inline_logged(),
                     Err(e) => {
-                        error!("DISKQUEUE({}) failed to sync - {e}", self.paths.name());
-                        return;
+                        self.rollback(&e);
+                        return Err(e);
                     }
                 }
                 self.mark_flushed();
@@ -440,18 +529,30 @@ impl DiskQueue {
             file,
             meta: self.metadata(),
             meta_path: self.paths.meta_file(),
+            covers: self.put_seq,
             pending: Arc::clone(&self.bg),
         };
         match bg_sync::submit(job) {
             Ok(()) => {
                 self.unsynced_writes = false;
                 self.ops_since_sync = 0;
+                self.reads_since_sync = 0;
+                Ok(())
             }
-            Err(_) => {
-                if let Err(e) = self.sync() {
-                    error!("DISKQUEUE({}) failed to sync - {e}", self.paths.name());
-                }
+            Err(_) => self.sync_inline_logged(),
+        }
+    }
+
+    /// [`Self::sync`], for callers that only report records taken back.
+    fn sync_inline_logged(&mut self) -> io::Result<()> {
+        let before = self.put_seq;
+        match self.sync() {
+            Err(e) if self.put_seq < before => Err(e),
+            Err(e) => {
+                error!("DISKQUEUE({}) failed to sync - {e}", self.paths.name());
+                Ok(())
             }
+            Ok(()) => Ok(()),
         }
     }
 
@@ -590,6 +691,7 @@ impl DiskQueue {
             }
         }
         self.depth -= self.unflushed;
+        self.put_seq -= self.unflushed as u64;
         self.write_file_num = file_num;
         self.write_pos = pos;
         if self.read_file_num == file_num {
@@ -695,11 +797,13 @@ impl DiskQueue {
         self.read_pos += total;
         self.depth -= 1;
         self.ops_since_sync += 1;
+        self.reads_since_sync += 1;
         if self.read_file_num < self.write_file_num && self.read_pos >= end {
             self.finish_read_file();
         }
         self.check_tail_corruption();
-        self.sync_if_due();
+        // Only puts can be taken back, and this is a read.
+        let _ = self.sync_if_due();
     }
 
     /// The read file is fully read: delete it and start on the next.

@@ -218,6 +218,19 @@ impl Daemon {
         }
     }
 
+    /// Waits for the process to exit on its own (a wrapper whose child was
+    /// signalled, say).
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let child = self
+            .child
+            .as_mut()
+            .unwrap_or_else(|| panic!("{} is not running", self.name));
+        let status = wait_timeout(child, timeout)
+            .unwrap_or_else(|| panic!("{} did not exit within {timeout:?}", self.name));
+        self.child = None;
+        status
+    }
+
     /// SIGTERM, asserting a clean exit.
     pub fn stop(&mut self) {
         let (status, _) = self.terminate();

@@ -43,6 +43,7 @@ pub mod nsqd;
 pub mod operator;
 pub mod prom;
 pub mod pynsq;
+pub mod strace;
 pub mod tokio_client;
 pub mod v1;
 pub mod v2;

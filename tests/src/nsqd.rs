@@ -30,6 +30,8 @@ pub struct Nsqd {
     daemon: Daemon,
     dir: Arc<TempDir>,
     args: Vec<String>,
+    /// A program (and its arguments) the broker runs under, e.g. strace.
+    wrapper: Vec<String>,
 }
 
 impl Nsqd {
@@ -47,8 +49,53 @@ impl Nsqd {
     /// expect a refusal).
     pub fn try_start_in(dir: Arc<TempDir>, args: &[&str]) -> Result<Nsqd, StartFailure> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let daemon = spawn(dir.path(), &args)?;
-        Ok(Nsqd { daemon, dir, args })
+        let daemon = spawn(&[], dir.path(), &args)?;
+        Ok(Nsqd {
+            daemon,
+            dir,
+            args,
+            wrapper: Vec::new(),
+        })
+    }
+
+    /// Starts a broker as `wrapper... nsqd <args>` (`strace -o FILE --`, say)
+    /// on a fresh data directory. [`Self::pid`] is the wrapper's.
+    pub fn start_under(wrapper: &[&str], args: &[&str]) -> Nsqd {
+        let dir = Arc::new(new_data_dir());
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let wrapper: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
+        let daemon = spawn(&wrapper, dir.path(), &args).unwrap_or_else(|e| panic!("{e}"));
+        Nsqd {
+            daemon,
+            dir,
+            args,
+            wrapper,
+        }
+    }
+
+    /// The process id (of the wrapper, when started under one).
+    pub fn pid(&self) -> Option<u32> {
+        self.daemon.pid()
+    }
+
+    /// Waits for the process (or its wrapper) to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        self.daemon.wait_exit(timeout)
+    }
+
+    /// SIGKILL: a crash, no clean-up of any kind.
+    pub fn kill(&mut self) {
+        self.daemon.kill();
+    }
+
+    /// Starts again on the same data path with the same flags (new ports),
+    /// after [`Self::kill`] or an exit.
+    pub fn start_again(&mut self) {
+        self.daemon.kill();
+        let daemon = spawn(&self.wrapper, self.dir.path(), &self.args)
+            .unwrap_or_else(|e| panic!("start again: {e}"));
+        daemon.prepend_stderr(self.daemon.stderr_lines());
+        self.daemon = daemon;
     }
 
     pub fn tcp_addr(&self) -> SocketAddr {
@@ -93,7 +140,8 @@ impl Nsqd {
     /// with the same flags (new ports).
     pub fn restart(&mut self) {
         self.daemon.stop();
-        let daemon = spawn(self.dir.path(), &self.args).unwrap_or_else(|e| panic!("restart: {e}"));
+        let daemon = spawn(&self.wrapper, self.dir.path(), &self.args)
+            .unwrap_or_else(|e| panic!("restart: {e}"));
         daemon.prepend_stderr(self.daemon.stderr_lines());
         self.daemon = daemon;
     }
@@ -158,8 +206,15 @@ pub fn read_metadata(data_path: &Path) -> Option<serde_json::Value> {
     }))
 }
 
-fn spawn(data_path: &Path, extra: &[String]) -> Result<Daemon, StartFailure> {
-    let mut cmd = nsqd_command();
+fn spawn(wrapper: &[String], data_path: &Path, extra: &[String]) -> Result<Daemon, StartFailure> {
+    let mut cmd = match wrapper.split_first() {
+        None => nsqd_command(),
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg(nsqd_binary());
+            cmd
+        }
+    };
     cmd.arg("--tcp-address")
         .arg("127.0.0.1:0")
         .arg("--http-address")

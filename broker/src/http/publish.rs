@@ -34,9 +34,10 @@ pub(super) async fn publish(nsqd: Arc<Nsqd>, req: Request) -> ApiResult {
         None => 0,
         Some(s) => parse_defer(s, opts.max_req_timeout.as_nanos())?,
     };
-    topic
+    let mut owed = topic
         .put_messages(std::iter::once(body), defer_ms)
         .map_err(|_| ApiError::new(503, "EXITING"))?;
+    synced(&mut owed).await?;
     Ok(Reply::text("OK"))
 }
 
@@ -78,10 +79,17 @@ pub(super) async fn multi_publish(nsqd: Arc<Nsqd>, req: Request) -> ApiResult {
     } else {
         split_text_mpub(&body, read_max, opts.max_msg_size)?
     };
-    topic
+    let mut owed = topic
         .put_messages(bodies, 0)
         .map_err(|_| ApiError::new(503, "EXITING"))?;
+    synced(&mut owed).await?;
     Ok(Reply::text("OK"))
+}
+
+/// Waits for the sync `--sync-every` requires; a failed one is a failed
+/// put to nsqd's HTTP API.
+async fn synced(owed: &mut crate::durable::Durable) -> Result<(), ApiError> {
+    owed.wait().await.map_err(|_| ApiError::new(503, "EXITING"))
 }
 
 /// Newline-separated messages; empty lines are skipped, as in nsqd. `read_max` is

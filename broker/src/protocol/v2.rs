@@ -16,6 +16,7 @@ use super::transport::Transport;
 use crate::auth::{self, AuthState};
 use crate::channel::Channel;
 use crate::client::{ClientShared, STATE_CLOSING, STATE_SUBSCRIBED};
+use crate::durable::Durable;
 use crate::nsqd::Nsqd;
 use crate::tcp::go_net_error;
 use crate::topic::Topic;
@@ -67,6 +68,27 @@ struct Conn {
     local: String,
     /// Why the loop ended, as nsqd's IOLoop returns it (logged `client(...) - ...`).
     exit_error: Option<String>,
+    /// Syncs the publishes answered in `output` wait for (`--sync-every`).
+    owed: Durable,
+    /// Where the first of those answers starts in `output`, and the failure
+    /// its command reports (`E_PUB_FAILED`, `PUB`).
+    owed_from: Option<(usize, &'static str, &'static str)>,
+}
+
+/// The connection ends after an error frame for a failed sync.
+#[derive(Debug)]
+struct SyncFailed;
+
+impl std::fmt::Display for SyncFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("sync failed")
+    }
+}
+
+impl std::error::Error for SyncFailed {}
+
+fn is_sync_failure(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|e| e.is::<SyncFailed>())
 }
 
 /// Serves a connection whose `  V2` magic has been read; `input` holds any bytes
@@ -114,8 +136,12 @@ pub async fn serve(nsqd: Arc<Nsqd>, stream: TcpStream, input: BytesMut) {
         common_name: String::new(),
         local,
         exit_error: None,
+        owed: Durable::default(),
+        owed_from: None,
     };
-    if let Err(e) = conn.run().await {
+    let res = conn.run().await;
+    // After a failed sync the error frame is sent and logged already.
+    if let Some(e) = res.err().filter(|e| !is_sync_failure(e)) {
         // Reads are reported where they fail; what is left failed writing.
         let e = go_net_error("write", &conn.local, &remote, &e);
         match conn.exit_error {
@@ -371,6 +397,33 @@ impl Conn {
 
     async fn flush(&mut self) -> std::io::Result<()> {
         self.flush_at = None;
+        if !self.owed.is_empty() {
+            self.settle_owed().await?;
+        }
+        self.write_output().await
+    }
+
+    /// Waits for the syncs the answered publishes need. If one fails, their
+    /// OKs (and what followed) are replaced by the failed command's error,
+    /// and the connection closes, as nsqd closes it after `E_PUB_FAILED`.
+    async fn settle_owed(&mut self) -> std::io::Result<()> {
+        let res = self.owed.wait().await;
+        let Some((mark, code, cmd)) = self.owed_from.take() else {
+            return Ok(());
+        };
+        let Err(e) = res else {
+            return Ok(());
+        };
+        let e = ClientError::fatal(code, format!("{cmd} failed {e}"));
+        tracing::error!("[{}] - {e}", self.client.remote_address);
+        self.exit_error = Some(e.to_string());
+        self.output.truncate(mark);
+        put_frame(&mut self.output, FRAME_TYPE_ERROR, e.to_string().as_bytes());
+        self.write_output().await?;
+        Err(std::io::Error::other(SyncFailed))
+    }
+
+    async fn write_output(&mut self) -> std::io::Result<()> {
         if self.output.is_empty() {
             return Ok(());
         }
@@ -733,12 +786,17 @@ impl Conn {
         n: u64,
         defer_ms: u32,
         code: &'static str,
-        cmd: &str,
+        cmd: &'static str,
     ) -> Result<(), ClientError> {
         let topic = self.nsqd.get_topic(topic_name);
-        topic
+        let owed = topic
             .put_messages(bodies, defer_ms)
             .map_err(|e| ClientError::fatal(code, format!("{cmd} failed {e}")))?;
+        if !owed.is_empty() {
+            // The OK goes into `output` next; `flush` holds it until synced.
+            self.owed_from.get_or_insert((self.output.len(), code, cmd));
+            self.owed.append(owed);
+        }
         self.client.published(topic_name, n);
         Ok(())
     }
