@@ -300,5 +300,5 @@ fn is_solo(b: &[u8]) -> bool {
     }
     let at = "sync-order-cNN-i".len();
     let i: usize = s[at..at + 4].parse().unwrap();
-    i % 2 == 0
+    i.is_multiple_of(2)
 }
