@@ -35,6 +35,7 @@
 //! - [`report`]: the Go-style summary and the parseable line.
 //! - [`gotime`]: Go durations, the deadline layout and log timestamps.
 
+mod baseline;
 mod conn;
 mod gotime;
 mod harness;
@@ -96,6 +97,22 @@ enum Role {
     /// Subscribe and FIN every message as fast as the broker delivers (bench_reader).
     #[command(after_help = EXAMPLES)]
     Reader(ReaderArgs),
+    /// Go nsqd's per-message cost at --sync-every=1 on this disk: write,
+    /// fsync and the metadata rewrite, one message at a time.
+    SyncBaseline(BaselineArgs),
+}
+
+#[derive(Args)]
+struct BaselineArgs {
+    /// Directory on the disk to measure (a broker's --data-path).
+    #[arg(long)]
+    data_path: PathBuf,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 200)]
+    size: usize,
+    /// Duration of time to run (Go duration).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    runfor: Duration,
 }
 
 #[derive(Args)]
@@ -224,6 +241,14 @@ struct WriterArgs {
     /// compress to almost nothing.
     #[arg(long)]
     random_bodies: bool,
+    /// Single-message PUBs instead of MPUB batches (the durable-mode load:
+    /// with --outstanding N, N PUBs in flight per connection).
+    #[arg(long = "pub", conflicts_with = "batch_size")]
+    single: bool,
+    /// nsqd's /metrics URL (http://127.0.0.1:4151/metrics): also report the
+    /// diskqueue fsyncs the broker made during the run, per second.
+    #[arg(long, value_name = "URL")]
+    metrics_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -249,6 +274,7 @@ fn main() -> ExitCode {
     let (common, kind) = match &cli.role {
         Role::Writer(a) => (&a.common, "bench_writer"),
         Role::Reader(a) => (&a.common, "bench_reader"),
+        Role::SyncBaseline(a) => return sync_baseline(a),
     };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let connections = common.connections.unwrap_or_else(|| {
@@ -268,12 +294,31 @@ fn main() -> ExitCode {
         match cli.role {
             Role::Writer(args) => run_writer(args, connections).await,
             Role::Reader(args) => run_reader(args, connections).await,
+            Role::SyncBaseline(_) => unreachable!("handled before the runtime"),
         }
     });
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("{}", log_line(kind, &format!("fatal: {e:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn sync_baseline(a: &BaselineArgs) -> ExitCode {
+    match baseline::run(&a.data_path, a.size, a.runfor) {
+        Ok((n, elapsed)) => {
+            let secs = elapsed.as_secs_f64();
+            println!(
+                "sync-baseline: msgs={n} msgs/sec={:.1} fsyncs_per_sec={:.1} duration_secs={secs:.6}",
+                n as f64 / secs,
+                2.0 * n as f64 / secs
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sync-baseline: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -346,20 +391,33 @@ async fn run_writer(args: WriterArgs, connections: usize) -> Result<ExitCode> {
     }
     let settings = settings(c, connections)?;
     let run = Run::new("bench_writer", connections);
+    let (command, batch_size) = if args.single {
+        (
+            protocol::pub_command(&c.topic, c.size, args.random_bodies),
+            1,
+        )
+    } else {
+        let cmd = protocol::mpub_command(&c.topic, c.size, args.batch_size, args.random_bodies);
+        (cmd, args.batch_size)
+    };
     let plan = Arc::new(writer::Plan {
-        command: protocol::mpub_command(&c.topic, c.size, args.batch_size, args.random_bodies),
-        batch_size: args.batch_size as u64,
+        command,
+        batch_size: batch_size as u64,
         size: c.size as u64,
         outstanding: args.outstanding,
     });
     let features = features(c)?;
+    let command = if args.single {
+        "PUB of 1".to_string()
+    } else {
+        format!("MPUB of {}", args.batch_size)
+    };
     let describe = format!(
-        "{connections} {} connections to {}, topic {}, MPUB of {} x {}-byte messages, \
+        "{connections} {} connections to {}, topic {}, {command} x {}-byte messages, \
          {} outstanding per connection, runfor {}",
         features.describe(),
         c.tcp_address,
         c.topic,
-        args.batch_size,
         c.size,
         args.outstanding,
         format_duration(c.runfor)
@@ -371,14 +429,19 @@ async fn run_writer(args: WriterArgs, connections: usize) -> Result<ExitCode> {
             log_line(
                 run.kind,
                 &format!(
-                    "pipelining: up to {} MPUBs in flight per connection \
+                    "pipelining: up to {} {} in flight per connection \
                      (the Go bench_writer waits for each OK: --outstanding 1)",
-                    args.outstanding
+                    args.outstanding,
+                    if args.single { "PUBs" } else { "MPUBs" }
                 )
             )
         );
     }
     let (addr, timeout) = (c.tcp_address.clone(), c.connect_timeout);
+    let fsyncs_before = match &args.metrics_url {
+        Some(url) => Some(fsyncs(url).await?),
+        None => None,
+    };
     let outcome = drive(
         &run,
         &settings,
@@ -391,14 +454,35 @@ async fn run_writer(args: WriterArgs, connections: usize) -> Result<ExitCode> {
         },
     )
     .await?;
-    let extra = vec![
+    let mut extra = vec![
         ("conns", connections.to_string()),
         ("features", features_label(&features)),
         ("size", c.size.to_string()),
-        ("batch_size", args.batch_size.to_string()),
+        ("batch_size", batch_size.to_string()),
+        (
+            "command",
+            if args.single { "PUB" } else { "MPUB" }.to_string(),
+        ),
         ("outstanding", args.outstanding.to_string()),
         ("random_bodies", args.random_bodies.to_string()),
     ];
+    if let (Some(url), Some(before)) = (&args.metrics_url, fsyncs_before) {
+        let made = fsyncs(url).await?.saturating_sub(before);
+        let per_sec = made as f64 / outcome.duration.as_secs_f64().max(1e-9);
+        let msgs = run.total_msgs();
+        eprintln!(
+            "{}",
+            log_line(
+                run.kind,
+                &format!(
+                    "broker fsyncs: {made} ({per_sec:.1}/s, {:.1} messages each)",
+                    msgs as f64 / made.max(1) as f64
+                )
+            )
+        );
+        extra.push(("fsyncs", made.to_string()));
+        extra.push(("fsyncs_per_sec", format!("{per_sec:.1}")));
+    }
     finish(
         &run,
         c,
@@ -408,6 +492,22 @@ async fn run_writer(args: WriterArgs, connections: usize) -> Result<ExitCode> {
         extra,
         run.total_bytes(),
     )
+}
+
+/// `nsq_diskqueue_fsyncs_total` from a broker's `/metrics`.
+async fn fsyncs(url: &str) -> Result<u64> {
+    use nsq_common::http::client::{fetch, Timeouts};
+    let resp = fetch("GET", url, None, None, Timeouts::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;
+    if !resp.is_success() {
+        bail!("GET {url}: status {}", resp.status);
+    }
+    let text = String::from_utf8_lossy(&resp.body);
+    text.lines()
+        .find_map(|l| l.strip_prefix("nsq_diskqueue_fsyncs_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("{url} has no nsq_diskqueue_fsyncs_total"))
 }
 
 async fn run_reader(args: ReaderArgs, connections: usize) -> Result<ExitCode> {
@@ -590,7 +690,7 @@ mod tests {
                 assert_eq!(r.common.tcp_address, "127.0.0.1:4150");
                 assert_eq!(r.channel, "ch");
             }
-            Role::Writer(_) => panic!("expected the reader"),
+            _ => panic!("expected the reader"),
         }
     }
 
@@ -603,8 +703,18 @@ mod tests {
                 assert_eq!((w.common.size, w.batch_size, w.outstanding), (200, 200, 1));
                 assert_eq!(w.common.topic, "sub_bench");
                 assert!(!w.common.progress);
+                assert!(!w.single && w.metrics_url.is_none());
             }
-            Role::Reader(_) => panic!("expected the writer"),
+            _ => panic!("expected the writer"),
         }
+    }
+
+    #[test]
+    fn pub_mode_refuses_a_batch_size() {
+        let cli = Cli::try_parse_from(["bench", "writer", "--pub", "--outstanding", "64"]).unwrap();
+        assert!(matches!(cli.role, Role::Writer(w) if w.single && w.outstanding == 64));
+        assert!(Cli::try_parse_from(["bench", "writer", "--pub", "--batch-size", "5"]).is_err());
+        let cli = Cli::try_parse_from(["bench", "sync-baseline", "--data-path", "/d"]).unwrap();
+        assert!(matches!(cli.role, Role::SyncBaseline(b) if b.size == 200));
     }
 }

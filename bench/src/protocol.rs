@@ -63,19 +63,35 @@ pub fn mpub_command(topic: &str, size: usize, count: usize, random: bool) -> Vec
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     for _ in 0..count {
         out.extend_from_slice(&(size as u32).to_be_bytes());
-        if random {
-            // xorshift64: incompressible enough, and the same every run.
-            out.extend((0..size).map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            }));
-        } else {
-            out.resize(out.len() + size, 0);
-        }
+        put_body(&mut out, size, random, &mut state);
     }
     out
+}
+
+/// `PUB <topic>\n[size][bytes]`: one message, as go-nsq's `Publish`.
+pub fn pub_command(topic: &str, size: usize, random: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + topic.len() + 4 + size);
+    out.extend_from_slice(b"PUB ");
+    out.extend_from_slice(topic.as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(&(size as u32).to_be_bytes());
+    put_body(&mut out, size, random, &mut 0x9E37_79B9_7F4A_7C15u64);
+    out
+}
+
+/// Zeros, or pseudo-random bytes (xorshift64: incompressible enough, and
+/// the same every run).
+fn put_body(out: &mut Vec<u8>, size: usize, random: bool, state: &mut u64) {
+    if random {
+        out.extend((0..size).map(|_| {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            *state as u8
+        }));
+    } else {
+        out.resize(out.len() + size, 0);
+    }
 }
 
 /// `IDENTIFY\n[size][json]`.
@@ -262,6 +278,15 @@ mod tests {
                 "chunk {chunk}"
             );
         }
+    }
+
+    #[test]
+    fn pub_is_one_message_with_its_size() {
+        let cmd = pub_command("t", 3, false);
+        assert_eq!(cmd, b"PUB t\n\0\0\0\x03\0\0\0");
+        let random = pub_command("t", 64, true);
+        assert_eq!(&random[..10], b"PUB t\n\0\0\0\x40");
+        assert!(random[10..].iter().any(|&b| b != 0));
     }
 
     #[test]

@@ -12,6 +12,8 @@ use std::path::Path;
 pub struct QueueConfig {
     pub data_path: std::path::PathBuf,
     pub mem_queue_size: usize,
+    /// `--max-mem-queue-bytes`; 0: no byte bound.
+    pub max_mem_queue_bytes: u64,
     pub max_bytes_per_file: i64,
     pub sync_every: i64,
     pub max_msg_size: i64,
@@ -90,6 +92,23 @@ impl Backend {
     pub fn request_sync(&mut self) {
         if let Backend::Disk(dq) = self {
             dq.request_sync();
+        }
+    }
+
+    /// For a topic: its reads go on to channels, and the persisted read
+    /// position moves only at [`Self::handed_off`].
+    pub fn set_hand_off(&mut self) {
+        if let Backend::Disk(dq) = self {
+            dq.set_hand_off(true);
+        }
+    }
+
+    /// Everything read so far is in the channels: how many more records may
+    /// be read now (at most `next`; see `DiskQueue::handed_off`).
+    pub fn handed_off(&mut self, next: usize) -> usize {
+        match self {
+            Backend::Disk(dq) => dq.handed_off(next),
+            Backend::Discard => next,
         }
     }
 

@@ -10,13 +10,14 @@ use crate::client::ClientShared;
 use crate::clock;
 use crate::durable::{Durable, Owner};
 use crate::e2e;
+use crate::mem_queue::MemQueue;
 use crate::message::Message;
 use bytes::BytesMut;
 use nsq_common::wire::{self, MessageId};
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +36,7 @@ struct Deferred {
 }
 
 struct State {
-    memory: VecDeque<Message>,
+    memory: MemQueue,
     backend: Backend,
     in_flight: FxHashMap<MessageId, InFlight>,
     in_flight_pq: BinaryHeap<Reverse<(Instant, MessageId)>>,
@@ -135,7 +136,7 @@ impl Channel {
             topic_name: topic_name.to_owned(),
             ephemeral,
             state: Mutex::new(State {
-                memory: VecDeque::new(),
+                memory: MemQueue::default(),
                 backend,
                 in_flight: FxHashMap::default(),
                 in_flight_pq: BinaryHeap::new(),
@@ -185,7 +186,10 @@ impl Channel {
                 let mut msg = m.clone();
                 msg.defer_ms = 0;
                 self.add_deferred(&mut st, msg, deadline);
-            } else if st.memory.len() < self.cfg.mem_queue_size {
+            } else if st
+                .memory
+                .has_room(m, self.cfg.mem_queue_size, self.cfg.max_mem_queue_bytes)
+            {
                 st.memory.push_back(m.clone());
             } else {
                 wrote = true;
@@ -245,10 +249,14 @@ impl Channel {
     }
 
     /// Queues an accepted message (from the backlog, a requeue, a time-out, a
-    /// deferral ending): to memory, or to disk past `--mem-queue-size`. Call
+    /// deferral ending): to memory, or to disk past `--mem-queue-size` (or
+    /// `--max-mem-queue-bytes`). Call
     /// [`Self::flush_kept`] after a batch of these.
     fn keep(&self, st: &mut State, msg: Message) {
-        if st.memory.len() < self.cfg.mem_queue_size {
+        if st
+            .memory
+            .has_room(&msg, self.cfg.mem_queue_size, self.cfg.max_mem_queue_bytes)
+        {
             st.memory.push_back(msg);
             return;
         }
@@ -367,7 +375,7 @@ impl Channel {
             );
             sent += 1;
         }
-        crate::topic::release_if_empty(&mut st.memory);
+        st.memory.release_if_empty();
         drop(st);
         if sent > 0 {
             self.lower_deadline(deadline);
@@ -695,7 +703,7 @@ impl Channel {
                 false
             }
         };
-        for m in memory.drain(..) {
+        for m in memory.drain() {
             written += put(&m, &mut failed) as usize;
         }
         let mut inflight: Vec<InFlight> = in_flight.drain().map(|(_, f)| f).collect();

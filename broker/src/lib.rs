@@ -23,6 +23,7 @@
 //! - [`channel`]: memory queue + diskqueue, in-flight table, deferred queue;
 //!   consumers pull batches from it.
 //! - [`client`]: per-connection counters shared with channels and stats.
+//! - [`mem_queue`]: a memory queue bounded by count and bytes.
 //! - [`message`], [`guid`]: the message and its ID.
 //! - [`backend`]: the diskqueue (go-diskqueue's format, from `nsq-diskqueue`) or
 //!   nothing for ephemeral queues.
@@ -47,6 +48,7 @@ pub mod health;
 pub mod http;
 pub mod lookup;
 pub mod lookup_peer;
+pub mod mem_queue;
 pub mod message;
 pub mod metadata;
 pub mod metrics;

@@ -37,6 +37,8 @@ pub struct Scrape {
     /// `--e2e-processing-latency-percentile`, in the order given.
     pub percentiles: Vec<f64>,
     pub healthy: bool,
+    /// Syncs made by every diskqueue since start.
+    pub syncs: Option<nsq_diskqueue::stats::SyncCounts>,
     pub clients: usize,
     pub producers: usize,
     pub memory: MemStats,
@@ -91,6 +93,7 @@ impl Scrape {
             topics,
             percentiles: opts.e2e_processing_latency_percentiles.clone(),
             healthy: nsqd.health().is_none(),
+            syncs: Some(nsq_diskqueue::stats::sync_counts()),
             producers: clients.iter().filter(|c| c.is_producer()).count(),
             clients: clients.len(),
             memory: stats::mem_stats(),
@@ -305,6 +308,20 @@ impl Scrape {
             "1 when the broker is healthy (/ping answers OK), 0 after a persistent error such as a failing disk.",
         );
         w.sample("nsq_healthy", "", u64::from(self.healthy));
+        if let Some(s) = self.syncs {
+            w.family(
+                "nsq_diskqueue_fsyncs_total",
+                "counter",
+                "fsync/fdatasync calls on diskqueue data files (group commits and periodic syncs).",
+            );
+            w.sample("nsq_diskqueue_fsyncs_total", "", s.data_syncs);
+            w.family(
+                "nsq_diskqueue_metadata_writes_total",
+                "counter",
+                "Diskqueue metadata files written, each fsynced before its rename.",
+            );
+            w.sample("nsq_diskqueue_metadata_writes_total", "", s.metadata_writes);
+        }
         w.family(
             "nsq_build_info",
             "gauge",

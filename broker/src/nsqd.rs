@@ -66,6 +66,7 @@ impl Nsqd {
         let cfg = Arc::new(QueueConfig {
             data_path,
             mem_queue_size: opts.mem_queue_size.max(0) as usize,
+            max_mem_queue_bytes: opts.max_mem_queue_bytes.max(0) as u64,
             max_bytes_per_file: opts.max_bytes_per_file,
             sync_every: opts.sync_every,
             max_msg_size: opts.max_msg_size,

@@ -54,6 +54,8 @@ pub struct Options {
     /// Empty means the working directory, as in nsqd.
     pub data_path: PathBuf,
     pub mem_queue_size: i64,
+    /// Beyond nsqd: bytes kept in memory per topic/channel (0: no bound).
+    pub max_mem_queue_bytes: i64,
     pub max_bytes_per_file: i64,
     pub sync_every: i64,
     pub sync_timeout: Duration,
@@ -265,6 +267,12 @@ fn flag_set(host: &str) -> FlagSet {
             "Messages kept in memory per topic/channel",
         )
         .int(
+            "max-mem-queue-bytes",
+            0,
+            "Bytes of messages kept in memory per topic/channel before the rest goes to disk \
+             (0: no limit beyond --mem-queue-size)",
+        )
+        .int(
             "max-bytes-per-file",
             100 * 1024 * 1024,
             "Bytes per diskqueue file before rolling",
@@ -464,6 +472,7 @@ impl Options {
             experiments: p.get_list("enable-experiment"),
             data_path: PathBuf::from(string("data-path")),
             mem_queue_size: int("mem-queue-size"),
+            max_mem_queue_bytes: int("max-mem-queue-bytes"),
             max_bytes_per_file: int("max-bytes-per-file"),
             sync_every: int("sync-every"),
             sync_timeout: dur("sync-timeout"),
@@ -570,6 +579,7 @@ impl Options {
             "enable_experiment" => list(&self.experiments),
             "data_path" => s(&self.data_path.to_string_lossy()),
             "mem_queue_size" => Value::from(self.mem_queue_size),
+            "max_mem_queue_bytes" => Value::from(self.max_mem_queue_bytes),
             "max_bytes_per_file" => Value::from(self.max_bytes_per_file),
             "sync_every" => Value::from(self.sync_every),
             "sync_timeout" => ns(&self.sync_timeout),

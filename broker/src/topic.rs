@@ -9,10 +9,11 @@ use crate::channel::Channel;
 use crate::durable::{Durable, Owner};
 use crate::e2e;
 use crate::guid::GuidFactory;
+use crate::mem_queue::MemQueue;
 use crate::message::{unix_nanos, Message};
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ const DRAIN_BATCH: usize = 1024;
 
 struct State {
     channels: BTreeMap<String, Arc<Channel>>,
-    memory: VecDeque<Message>,
+    memory: MemQueue,
     backend: Backend,
     guid: GuidFactory,
     scratch: BytesMut,
@@ -75,8 +76,12 @@ impl Topic {
             ephemeral,
             state: Mutex::new(State {
                 channels: BTreeMap::new(),
-                memory: VecDeque::new(),
-                backend: Backend::open(name, ephemeral, &cfg),
+                memory: MemQueue::default(),
+                backend: {
+                    let mut backend = Backend::open(name, ephemeral, &cfg);
+                    backend.set_hand_off();
+                    backend
+                },
                 guid: GuidFactory::new(cfg.node_id),
                 scratch: BytesMut::new(),
                 batch: Vec::new(),
@@ -147,7 +152,7 @@ impl Topic {
     }
 
     /// Queues the batch behind the backlog: memory first, disk past
-    /// `--mem-queue-size`. All or nothing: on a disk error the memory part is
+    /// `--mem-queue-size` or `--max-mem-queue-bytes`. All or nothing: on a disk error the memory part is
     /// taken back too (the diskqueue takes back its own).
     fn store(
         self: &Arc<Self>,
@@ -169,7 +174,7 @@ impl Topic {
             if res.is_err() {
                 continue;
             }
-            if memory.len() < self.cfg.mem_queue_size {
+            if memory.has_room(&m, self.cfg.mem_queue_size, self.cfg.max_mem_queue_bytes) {
                 memory.push_back(m);
             } else {
                 wrote = true;
@@ -211,11 +216,8 @@ impl Topic {
         }
         st.draining = true;
         let topic = Arc::clone(self);
-        tokio::spawn(async move {
-            while topic.drain_batch() {
-                tokio::task::yield_now().await;
-            }
-        });
+        // Blocking: with a small --sync-every the drain waits for fsyncs.
+        tokio::task::spawn_blocking(move || while topic.drain_batch() {});
     }
 
     /// Moves one batch of backlog to the channels; false when done or blocked.
@@ -226,20 +228,32 @@ impl Topic {
             return false;
         }
         let mut batch = std::mem::take(&mut st.batch);
-        while batch.len() < DRAIN_BATCH {
-            let next = match st.memory.pop_front() {
-                Some(m) => Some(m),
-                None => st.backend.read(),
-            };
-            match next {
+        while let Some(m) = st.memory.pop_front() {
+            batch.push(m);
+            if batch.len() == DRAIN_BATCH {
+                break;
+            }
+        }
+        // Disk reads stay within what a crash may deliver twice.
+        let room = DRAIN_BATCH - batch.len();
+        let room = if room > 0 {
+            st.backend.handed_off(room)
+        } else {
+            0
+        };
+        for _ in 0..room {
+            match st.backend.read() {
                 Some(m) => batch.push(m),
                 None => break,
             }
         }
-        let more = batch.len() == DRAIN_BATCH;
-        release_if_empty(&mut st.memory);
+        let more = !batch.is_empty() && (!st.memory.is_empty() || st.backend.depth() > 0);
+        st.memory.release_if_empty();
         for ch in st.channels.values() {
             ch.put_batch(batch.iter());
+        }
+        if room > 0 {
+            st.backend.handed_off(0);
         }
         batch.clear();
         st.batch = batch;
@@ -392,7 +406,7 @@ impl Topic {
         } = &mut *st;
         if !self.ephemeral {
             let res = memory
-                .drain(..)
+                .drain()
                 .try_for_each(|m| backend.put(&m, scratch).map(|_| ()));
             if let Err(e) = res.and_then(|()| backend.flush()) {
                 tracing::error!(
@@ -419,12 +433,5 @@ impl Topic {
         }
         let backend = std::mem::replace(&mut st.backend, Backend::Discard);
         backend.delete();
-    }
-}
-
-/// A drained queue gives its (possibly very large) buffer back.
-pub(crate) fn release_if_empty(q: &mut VecDeque<Message>) {
-    if q.is_empty() && q.capacity() > 4096 {
-        *q = VecDeque::new();
     }
 }

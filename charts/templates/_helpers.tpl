@@ -93,6 +93,51 @@ Flags from a map, rendered as --name=value in name order. YAML and JSON
 numbers arrive as float64; whole numbers are printed as integers (1048576, not
 1.048576e+06).
 */}}
+{{/*
+A Kubernetes memory quantity ("256Mi", "1G", "1.5Gi", 1073741824) in bytes;
+0 when it cannot be read.
+*/}}
+{{- define "nsq.quantityBytes" -}}
+{{- $q := toString . -}}
+{{- $units := dict "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "K" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 -}}
+{{- $bytes := 0 -}}
+{{- $matched := false -}}
+{{- range $suffix, $mult := $units -}}
+{{- if and (not $matched) (hasSuffix $suffix $q) -}}
+{{- $bytes = mulf (float64 (trimSuffix $suffix $q)) $mult | int64 -}}
+{{- $matched = true -}}
+{{- end -}}
+{{- end -}}
+{{- if not $matched -}}
+{{- $bytes = float64 $q | int64 -}}
+{{- end -}}
+{{- $bytes -}}
+{{- end -}}
+
+{{/*
+--max-mem-queue-bytes for the brokers, or nothing: nsqd.maxMemQueueBytes,
+"auto" meaning an eighth of the memory limit (none without a limit). A value
+in nsqd.flags wins.
+*/}}
+{{- define "nsq.nsqd.maxMemQueueBytes" -}}
+{{- $v := .Values.nsqd -}}
+{{- if not (hasKey ($v.flags | default dict) "max-mem-queue-bytes") -}}
+{{- $setting := $v.maxMemQueueBytes -}}
+{{- if kindIs "invalid" $setting }}{{ $setting = "auto" }}{{ end -}}
+{{- if eq (toString $setting) "auto" -}}
+{{- $limit := dig "limits" "memory" "" ($v.resources | default dict) -}}
+{{- if $limit -}}
+{{- $bytes := include "nsq.quantityBytes" $limit | int64 -}}
+{{- if gt $bytes 0 -}}
+{{- div $bytes 8 -}}
+{{- end -}}
+{{- end -}}
+{{- else if gt (int64 $setting) 0 -}}
+{{- int64 $setting -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "nsq.flags" -}}
 {{- range $name, $value := . }}
 {{- if kindIs "float64" $value }}

@@ -64,6 +64,9 @@ pub(crate) struct Pending {
     synced: watch::Sender<Synced>,
     /// Copy of `synced.ok` readable without the watch's lock.
     ok: AtomicU64,
+    /// Reads (the queue's read sequence) covered by the last successful sync:
+    /// the persisted read position.
+    reads_ok: AtomicU64,
 }
 
 impl Default for Pending {
@@ -75,6 +78,7 @@ impl Default for Pending {
             abandon: AtomicBool::new(false),
             synced: watch::Sender::new(Synced::default()),
             ok: AtomicU64::new(0),
+            reads_ok: AtomicU64::new(0),
         }
     }
 }
@@ -114,6 +118,15 @@ impl Pending {
         self.ok.load(Ordering::Acquire)
     }
 
+    pub(crate) fn reads_ok(&self) -> u64 {
+        self.reads_ok.load(Ordering::Acquire)
+    }
+
+    /// The persisted read position covers `reads` reads.
+    pub(crate) fn reads_synced(&self, reads: u64) {
+        self.reads_ok.fetch_max(reads, Ordering::AcqRel);
+    }
+
     /// Records up to `seq` are synced.
     pub(crate) fn synced_to(&self, seq: u64) {
         self.synced.send_if_modified(|s| {
@@ -136,7 +149,10 @@ impl Pending {
 
     /// Ends a job: waiters see the queue idle before they see the outcome,
     /// so a woken publisher can start the next sync.
-    fn finish(&self, covers: u64, res: Result<(), String>) {
+    fn finish(&self, covers: u64, reads: u64, res: Result<(), String>) {
+        if res.is_ok() {
+            self.reads_synced(reads);
+        }
         if let Err(e) = &res {
             *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.clone());
             self.abandon.store(true, Ordering::Release);
@@ -157,6 +173,8 @@ pub(crate) struct Job {
     pub meta_path: PathBuf,
     /// The last record this sync covers.
     pub covers: u64,
+    /// The reads its metadata covers.
+    pub reads: u64,
     pub pending: Arc<Pending>,
 }
 
@@ -189,21 +207,31 @@ fn work(rx: &Mutex<Receiver<Job>>) {
 }
 
 fn run(job: Job) {
+    // Data and metadata are synced side by side, so the file system can
+    // commit both at once (the default's throughput on a busy disk is set by
+    // this); the waiters need both either way. Metadata landing first is
+    // harmless: a restart reads what the data file really holds.
+    let (data, meta) = std::thread::scope(|s| {
+        let data = job.file.as_ref().map(|f| s.spawn(|| f.sync_data()));
+        let meta = metadata::persist(&job.meta_path, &job.meta);
+        let data = match data.map(|h| h.join()) {
+            None => Ok(()),
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(std::io::Error::other("sync thread panicked")),
+        };
+        (data, meta)
+    });
     let mut res = Ok(());
-    if let Some(f) = &job.file {
-        if let Err(e) = f.sync_data() {
-            tracing::error!("DISKQUEUE({}) failed to sync - {e}", job.name);
-            res = Err(format!("failed to sync - {e}"));
-        }
+    if let Err(e) = data {
+        tracing::error!("DISKQUEUE({}) failed to sync - {e}", job.name);
+        res = Err(format!("failed to sync - {e}"));
     }
-    if res.is_ok() {
-        if let Err(e) = metadata::persist(&job.meta_path, &job.meta) {
-            tracing::error!("DISKQUEUE({}) failed to persist metadata - {e}", job.name);
-            res = Err(format!("failed to persist metadata - {e}"));
-        }
+    if let Err(e) = meta {
+        tracing::error!("DISKQUEUE({}) failed to persist metadata - {e}", job.name);
+        res = res.and(Err(format!("failed to persist metadata - {e}")));
     }
     crate::stats::count_sync(job.file.is_some());
-    job.pending.finish(job.covers, res);
+    job.pending.finish(job.covers, job.reads, res);
 }
 
 /// Queues `job`; hands it back when the worker is unavailable or saturated, so

@@ -101,8 +101,14 @@ pub struct DiskQueue {
     put_seq: u64,
     /// Puts and reads since the last sync (go-diskqueue's `count`).
     ops_since_sync: i64,
-    /// Reads since the last sync: what a crash would deliver again.
-    reads_since_sync: i64,
+    /// Records read so far; [`Pending::reads_ok`] says how many of them the
+    /// persisted read position covers (the rest a crash delivers again).
+    read_seq: u64,
+    /// Reads whose records go on to other queues: the owner says when they
+    /// are safe there ([`Self::handed_off`]) before a sync may cover them.
+    hand_off: bool,
+    /// Fully read files kept until what was read from them is handed off.
+    spent: Vec<i64>,
     /// Records were written since the last fsync of the write file.
     unsynced_writes: bool,
     /// A file change or repair happened; sync now (go-diskqueue's `needSync`).
@@ -172,7 +178,9 @@ impl DiskQueue {
             unflushed: 0,
             put_seq: 0,
             ops_since_sync: 0,
-            reads_since_sync: 0,
+            read_seq: 0,
+            hand_off: false,
+            spent: Vec::new(),
             unsynced_writes: false,
             need_sync: false,
             closed: false,
@@ -257,6 +265,9 @@ impl DiskQueue {
             if !(self.read_file_num < self.write_file_num || self.read_pos < self.write_pos) {
                 return None;
             }
+            if !self.hand_off {
+                self.make_room_for_reads(1);
+            }
             match self.next_record() {
                 Ok(Next::Record { start, len, end }) => {
                     let data = self.cache.bytes()[start..start + len].to_vec();
@@ -269,9 +280,65 @@ impl DiskQueue {
                 }
                 Err(e) => self.handle_read_error(e),
             }
-            // Only puts can be taken back, and there are none here.
-            let _ = self.sync_if_due();
+            if !self.hand_off {
+                // Only puts can be taken back, and there are none here.
+                let _ = self.sync_if_due();
+            }
         }
+    }
+
+    /// For a queue whose reads go on to other queues (a topic's backlog moving
+    /// into its channels): the persisted read position then moves past a
+    /// record only at [`Self::handed_off`], never while the record is still
+    /// on its way, so a crash can deliver it twice but never lose it.
+    pub fn set_hand_off(&mut self, on: bool) {
+        self.hand_off = on;
+    }
+
+    /// With [`Self::set_hand_off`]: every record read so far is safe where it
+    /// went. Syncs as due, and returns how many records may be read before the
+    /// next call (at most `next`): after a crash at most `sync_every` (at
+    /// least 1) records are read again.
+    pub fn handed_off(&mut self, next: usize) -> usize {
+        let _ = self.sync_if_due();
+        self.make_room_for_reads(next as u64) as usize
+    }
+
+    /// Reads not covered by the persisted read position.
+    fn read_lag(&self) -> u64 {
+        self.read_seq.saturating_sub(self.bg.reads_ok())
+    }
+
+    /// Before `next` more reads: waits for (and if need be starts) the sync
+    /// that keeps the read lag within `sync_every`, so a crash delivers at
+    /// most that many records again. Returns how many reads fit.
+    fn make_room_for_reads(&mut self, next: u64) -> u64 {
+        let bound = self.sync_every.max(1) as u64;
+        let next = next.min(bound);
+        while self.read_lag() + next > bound {
+            if self.bg.is_busy() {
+                self.bg.wait_idle();
+                continue;
+            }
+            if self.background_sync {
+                if self.sync_in_background().is_err() {
+                    break;
+                }
+                self.bg.wait_idle();
+            } else if self.sync_inline_logged().is_err() {
+                break;
+            }
+            if self.read_lag() + next > bound {
+                // That sync failed: reading goes on, as in nsqd.
+                break;
+            }
+        }
+        // Start the next sync half-way, so reads seldom wait for it.
+        let lag = self.read_lag();
+        if self.background_sync && lag > 0 && lag + next >= bound / 2 && !self.bg.is_busy() {
+            let _ = self.sync_in_background();
+        }
+        next
     }
 
     /// Records between the read and the write position, as counted by puts and
@@ -284,10 +351,9 @@ impl DiskQueue {
 
     /// Hands count-based syncs to the fsync threads (see `bg_sync`), checked
     /// at each [`flush`](Self::flush) and read: puts never wait for the disk
-    /// (publishers that must wait use [`Self::request_sync`]), and reads wait
-    /// only when a sync is under way and a full `sync_every` batch of reads
-    /// has piled up since, so the persisted read position lags by less than
-    /// two batches (one with `sync_every` 1).
+    /// (publishers that must wait use [`Self::request_sync`]); reads start a
+    /// sync half-way through a `sync_every` batch and wait only when the
+    /// persisted read position would lag by more than `sync_every` reads.
     pub fn set_background_sync(&mut self, on: bool) {
         self.background_sync = on;
     }
@@ -383,9 +449,11 @@ impl DiskQueue {
             return Err(e);
         }
         self.bg.synced_to(self.put_seq);
+        self.bg.reads_synced(self.read_seq);
         self.need_sync = false;
         self.ops_since_sync = 0;
-        self.reads_since_sync = 0;
+        // The persisted read position is past them now.
+        self.remove_spent_files();
         Ok(())
     }
 
@@ -449,9 +517,11 @@ impl DiskQueue {
         info!("DISKQUEUE({}): emptying", self.paths.name());
         self.bg.wait_idle();
         self.bg.synced_to(self.put_seq);
+        // Nothing is left to deliver twice.
+        self.bg.reads_synced(self.read_seq);
         let res = self.skip_to_next_rw_file();
+        self.remove_spent_files();
         self.ops_since_sync = 0;
-        self.reads_since_sync = 0;
         self.need_sync = false;
         if let Err(e) = remove_if_exists(&self.paths.meta_file()) {
             error!(
@@ -481,16 +551,9 @@ impl DiskQueue {
         // `count == syncEvery` check effectively does for 0.
         let count_due = self.ops_since_sync > 0 && self.ops_since_sync >= self.sync_every;
         if !self.need_sync && count_due && self.background_sync {
-            if self.bg.is_busy() {
-                // Puts are bounded by their publishers, who wait for the
-                // sync they need. Reads are not: past a full batch, wait
-                // rather than let the persisted read position fall further
-                // behind, as after kill -9 that lag is read twice.
-                if self.reads_since_sync < self.sync_every.max(1) {
-                    return Ok(());
-                }
-                self.bg.wait_idle();
-            }
+            // Busy: the next operation asks again. Puts are bounded by their
+            // publishers, who wait for the sync they need, and reads by
+            // `make_room_for_reads`.
             return self.sync_in_background();
         }
         if self.need_sync || count_due {
@@ -530,13 +593,13 @@ impl DiskQueue {
             meta: self.metadata(),
             meta_path: self.paths.meta_file(),
             covers: self.put_seq,
+            reads: self.read_seq,
             pending: Arc::clone(&self.bg),
         };
         match bg_sync::submit(job) {
             Ok(()) => {
                 self.unsynced_writes = false;
                 self.ops_since_sync = 0;
-                self.reads_since_sync = 0;
                 Ok(())
             }
             Err(_) => self.sync_inline_logged(),
@@ -797,13 +860,15 @@ impl DiskQueue {
         self.read_pos += total;
         self.depth -= 1;
         self.ops_since_sync += 1;
-        self.reads_since_sync += 1;
+        self.read_seq += 1;
         if self.read_file_num < self.write_file_num && self.read_pos >= end {
             self.finish_read_file();
         }
         self.check_tail_corruption();
-        // Only puts can be taken back, and this is a read.
-        let _ = self.sync_if_due();
+        if !self.hand_off {
+            // Only puts can be taken back, and this is a read.
+            let _ = self.sync_if_due();
+        }
     }
 
     /// The read file is fully read: delete it and start on the next.
@@ -814,6 +879,21 @@ impl DiskQueue {
         self.cache.reset();
         // Sync every time reading moves to a new file, as go-diskqueue does.
         self.need_sync = true;
+        if self.hand_off {
+            // Its last records may still be on their way.
+            self.spent.push(old);
+            return;
+        }
+        self.remove_read_file(old);
+    }
+
+    fn remove_spent_files(&mut self) {
+        for num in std::mem::take(&mut self.spent) {
+            self.remove_read_file(num);
+        }
+    }
+
+    fn remove_read_file(&self, old: i64) {
         let path = self.paths.data_file(old);
         if let Err(e) = fs::remove_file(&path) {
             error!(

@@ -632,3 +632,38 @@ def test_notes_tell_producers_consumers_and_topic_authors_where_to_go(default):
     assert "kind: NsqTopic" in notes and "kind: NsqChannel" in notes
     assert "kubectl apply -f -" in notes
     assert "helm test nsq" in notes
+
+
+# ------------------------------------------------------ memory queue bytes
+
+
+@pytest.mark.parametrize("limit, expected", [
+    ("1Gi", "134217728"),
+    ("512Mi", "67108864"),
+    ("1.5Gi", "201326592"),
+    ("2G", "250000000"),
+    (1073741824, "134217728"),
+])
+def test_memory_limit_bounds_each_queue_to_an_eighth(limit, expected):
+    r = render({"nsqd": {"resources": {"limits": {"memory": limit}}}})
+    assert flag_values(r, "nsqd", "max-mem-queue-bytes") == [expected]
+
+
+def test_no_memory_limit_no_byte_bound(default):
+    # nsqd's behaviour: only mem-queue-size bounds the memory queues.
+    assert flag_values(default, "nsqd", "max-mem-queue-bytes") == []
+
+
+@pytest.mark.parametrize("nsqd, expected", [
+    ({"maxMemQueueBytes": 1000000}, ["1000000"]),
+    ({"maxMemQueueBytes": 0, "resources": {"limits": {"memory": "1Gi"}}}, []),
+    ({"flags": {"max-mem-queue-bytes": 42}, "resources": {"limits": {"memory": "1Gi"}}}, ["42"]),
+])
+def test_explicit_byte_bounds_win(nsqd, expected):
+    assert flag_values(render({"nsqd": nsqd}), "nsqd", "max-mem-queue-bytes") == expected
+
+
+def test_schema_refuses_a_byte_bound_that_is_not_bytes():
+    chart = helm_python.Chart.load(nsqchart.CHART_DIR)
+    with pytest.raises(helm_python.HelmValuesError):
+        chart.validate_schema({"nsqd": {"maxMemQueueBytes": "lots"}})
