@@ -169,6 +169,8 @@ pub(crate) struct Job {
     pub name: String,
     /// The write file, when records were written since the last sync.
     pub file: Option<File>,
+    /// The data directory, when a data file was created since its last sync.
+    pub dir: Option<PathBuf>,
     pub meta: Metadata,
     pub meta_path: PathBuf,
     /// The last record this sync covers.
@@ -212,7 +214,17 @@ fn run(job: Job) {
     // this); the waiters need both either way. Metadata landing first is
     // harmless: a restart reads what the data file really holds.
     let (data, meta) = std::thread::scope(|s| {
-        let data = job.file.as_ref().map(|f| s.spawn(|| f.sync_data()));
+        let data = (job.file.is_some() || job.dir.is_some()).then(|| {
+            s.spawn(|| {
+                if let Some(f) = &job.file {
+                    f.sync_data()?;
+                }
+                match &job.dir {
+                    Some(dir) => crate::files::sync_dir(dir),
+                    None => Ok(()),
+                }
+            })
+        });
         let meta = metadata::persist(&job.meta_path, &job.meta);
         let data = match data.map(|h| h.join()) {
             None => Ok(()),

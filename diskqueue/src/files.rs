@@ -49,6 +49,10 @@ impl Paths {
         &self.name
     }
 
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub(crate) fn data_file(&self, num: i64) -> PathBuf {
         self.dir.join(data_file_name(&self.name, num))
     }
@@ -127,4 +131,9 @@ mod tests {
         assert_eq!(parse_data_file_name("a", "ab.diskqueue.000000.dat"), None);
         assert_eq!(parse_data_file_name("a", "a.diskqueue.-00001.dat"), None);
     }
+}
+
+/// fsyncs a directory, so the names created in it survive a power cut.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
 }

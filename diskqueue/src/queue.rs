@@ -111,6 +111,8 @@ pub struct DiskQueue {
     spent: Vec<i64>,
     /// Records were written since the last fsync of the write file.
     unsynced_writes: bool,
+    /// A data file was created since the directory was last fsynced.
+    unsynced_dir: bool,
     /// A file change or repair happened; sync now (go-diskqueue's `needSync`).
     need_sync: bool,
     /// `close`/`delete` ran: `Drop` has nothing left to do.
@@ -182,6 +184,7 @@ impl DiskQueue {
             hand_off: false,
             spent: Vec::new(),
             unsynced_writes: false,
+            unsynced_dir: false,
             need_sync: false,
             closed: false,
             background_sync: false,
@@ -440,6 +443,14 @@ impl DiskQueue {
                 }
             }
         }
+        if self.unsynced_dir {
+            if let Err(e) = files::sync_dir(self.paths.dir()) {
+                self.bg
+                    .sync_failed(self.put_seq, &format!("failed to sync - {e}"));
+                return Err(e);
+            }
+            self.unsynced_dir = false;
+        }
         self.unsynced_writes = false;
         let res = metadata::persist(&self.paths.meta_file(), &self.metadata());
         crate::stats::count_sync(data);
@@ -590,6 +601,7 @@ impl DiskQueue {
         let job = bg_sync::Job {
             name: self.paths.name().to_owned(),
             file,
+            dir: std::mem::take(&mut self.unsynced_dir).then(|| self.paths.dir().to_owned()),
             meta: self.metadata(),
             meta_path: self.paths.meta_file(),
             covers: self.put_seq,
@@ -651,7 +663,10 @@ impl DiskQueue {
             opts.read(true).write(true).create(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            let existed = path.exists();
             let mut file = opts.open(&path)?;
+            // Its name is only durable once the directory is synced.
+            self.unsynced_dir |= !existed;
             let size = i64::try_from(file.metadata()?.len()).unwrap_or(i64::MAX);
             if size < self.write_pos {
                 // Writing at write_pos would leave a hole of zeros for the

@@ -242,6 +242,28 @@ fn no_ok_leaves_before_a_sync_covering_its_record_completes() {
 
     let writes = record_writes(&calls);
     let answered = answers(&calls);
+    // A new data file's name is durable once its directory is synced: one
+    // such sync must complete after the file's first write and before an OK
+    // for anything in it.
+    let data_dir = std::fs::canonicalize(nsqd.data_path()).unwrap();
+    let data_dir = data_dir.to_str().unwrap();
+    let mut first_write: HashMap<&str, usize> = HashMap::new();
+    for (file, at) in writes.values().flatten() {
+        let e = first_write.entry(file.as_str()).or_insert(*at);
+        *e = (*e).min(*at);
+    }
+    let dir_synced: HashMap<&str, usize> = first_write
+        .iter()
+        .filter_map(|(&file, &at)| {
+            calls
+                .iter()
+                .filter(|c| c.kind == Kind::Sync && c.target == data_dir && c.ret == Some(0))
+                .filter(|c| c.entered > at)
+                .map(|c| c.completed)
+                .min()
+                .map(|done| (file, done))
+        })
+        .collect();
     let mut checked = 0;
     for s in &sent {
         let events = answered
@@ -272,6 +294,14 @@ fn no_ok_leaves_before_a_sync_covering_its_record_completes() {
                         synced < ok_at,
                         "{name}: OK left at event {ok_at}, before the sync of {file} \
                          covering it completed (event {synced})"
+                    );
+                    let dir_done = dir_synced.get(file.as_str()).unwrap_or_else(|| {
+                        panic!("{data_dir} never synced after {file} was created")
+                    });
+                    assert!(
+                        *dir_done < ok_at,
+                        "{name}: OK left at event {ok_at}, before {data_dir} was synced \
+                         (event {dir_done}) after {file} was created"
                     );
                     checked += 1;
                 }
