@@ -248,16 +248,16 @@ fn run(job: Job) {
 
 /// Queues `job`; hands it back when the worker is unavailable or saturated, so
 /// the caller syncs inline instead.
-pub(crate) fn submit(job: Job) -> Result<(), Job> {
+pub(crate) fn submit(job: Job) -> Result<(), Box<Job>> {
     let Some(tx) = worker() else {
-        return Err(job);
+        return Err(Box::new(job));
     };
     job.pending.set(true);
     match tx.try_send(job) {
         Ok(()) => Ok(()),
         Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
             job.pending.set(false);
-            Err(job)
+            Err(Box::new(job))
         }
     }
 }

@@ -614,7 +614,10 @@ impl DiskQueue {
                 self.ops_since_sync = 0;
                 Ok(())
             }
-            Err(_) => self.sync_inline_logged(),
+            Err(job) => {
+                self.unsynced_dir |= job.dir.is_some();
+                self.sync_inline_logged()
+            }
         }
     }
 
