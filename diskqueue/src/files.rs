@@ -97,6 +97,11 @@ pub(crate) fn file_size(path: &Path) -> io::Result<Option<i64>> {
     }
 }
 
+/// fsyncs a directory, so the names created in it survive a power cut.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,9 +136,4 @@ mod tests {
         assert_eq!(parse_data_file_name("a", "ab.diskqueue.000000.dat"), None);
         assert_eq!(parse_data_file_name("a", "a.diskqueue.-00001.dat"), None);
     }
-}
-
-/// fsyncs a directory, so the names created in it survive a power cut.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)?.sync_all()
 }
