@@ -52,7 +52,8 @@ fn large_messages_go_to_disk_past_the_byte_bound_and_come_back_in_order() {
     // 8 messages of 1,000,026 bytes fit in 8 MiB; the other 92 are on disk.
     assert_eq!(ch["depth"], COUNT as u64, "{ch}");
     assert_eq!(ch["backend_depth"], (COUNT - 8) as u64, "{ch}");
-    assert!(rss < 64 << 20, "RSS {rss} bytes with an 8 MiB bound");
+    // Allocator and HTTP buffers come on top; unbounded, the queue alone is 100 MB.
+    assert!(rss < 80 << 20, "RSS {rss} bytes with an 8 MiB bound");
 
     let mut c = nsqd.connect();
     c.subscribe("big", "c");
