@@ -196,7 +196,7 @@ impl Link {
     }
 
     /// The next response frame's data (heartbeats answered); an error frame fails.
-    async fn response(&mut self, rb: &mut ReadBuf, step: &str) -> Result<Vec<u8>> {
+    pub async fn response(&mut self, rb: &mut ReadBuf, step: &str) -> Result<Vec<u8>> {
         loop {
             while let Some(frame) = rb.next_frame()? {
                 match frame {
@@ -211,7 +211,8 @@ impl Link {
         }
     }
 
-    async fn expect_ok(&mut self, rb: &mut ReadBuf, step: &str) -> Result<()> {
+    /// The next response frame must be `OK`.
+    pub async fn expect_ok(&mut self, rb: &mut ReadBuf, step: &str) -> Result<()> {
         let r = self.response(rb, step).await?;
         if r != b"OK" {
             bail!("{step} upgrade answered {:?}", String::from_utf8_lossy(&r));

@@ -26,8 +26,14 @@
 //! `writer: msgs=N msgs/sec=X MiB/s=Y duration_secs=D conns=C ...` (`reader: ...`).
 //! The exit status is 1 when any connection failed.
 //!
+//! `bench check --nsqd-tcp-address svc:4150 --lookupd-http-address l:4161 [--tls ...]
+//! [--auth-secret S]` publishes one message and reads it back through nsqlookupd, as the
+//! chart's `helm test` does; exit 0 once it arrived (see [`check`]).
+//!
 //! Crate map:
 //! - [`protocol`]: commands, frame classification and the in-place receive buffer (pure).
+//! - [`check`]: the end-to-end check; [`lookup`]: nsqlookupd's `/lookup`.
+//! - [`tls`]: TLS client configurations (CA file or unchecked, client certificates).
 //! - [`conn`]: dialing, the TLS/snappy/deflate upgrades, and socket reads and writes.
 //! - [`writer`] / [`reader`]: one connection's work in each role.
 //! - [`harness`]: the run's lifecycle (setup, deadline, start, Ctrl-C, collect).
@@ -36,15 +42,18 @@
 //! - [`gotime`]: Go durations, the deadline layout and log timestamps.
 
 mod baseline;
+mod check;
 mod conn;
 mod gotime;
 mod harness;
+mod lookup;
 #[cfg(test)]
 mod mock;
 mod protocol;
 mod reader;
 mod recorder;
 mod report;
+mod tls;
 mod writer;
 
 use std::ffi::OsString;
@@ -100,6 +109,9 @@ enum Role {
     /// Go nsqd's per-message cost at --sync-every=1 on this disk: write,
     /// fsync and the metadata rewrite, one message at a time.
     SyncBaseline(BaselineArgs),
+    /// One message end to end: PUB through --nsqd-tcp-address, read back from the
+    /// brokers nsqlookupd lists (the chart's `helm test`). Exit 0 once it arrived.
+    Check(check::CheckArgs),
 }
 
 #[derive(Args)]
@@ -185,19 +197,8 @@ fn features(c: &CommonArgs) -> Result<Features> {
         let Some(ca) = &c.tls_root_ca_file else {
             bail!("--tls needs --tls-root-ca-file (the CA that signed the broker's certificate)");
         };
-        let host = match &c.tls_server_name {
-            Some(n) => n.clone(),
-            None => c
-                .tcp_address
-                .rsplit_once(':')
-                .map_or(c.tcp_address.as_str(), |(h, _)| h)
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
-        };
-        let name = rustls::pki_types::ServerName::try_from(host.clone())
-            .with_context(|| format!("bad TLS server name {host:?}"))?;
-        Some((tls_client(ca)?, name))
+        let name = tls::server_name(&c.tcp_address, c.tls_server_name.as_deref())?;
+        Some((tls::client_config(tls::Trust::CaFile(ca), None)?, name))
     } else {
         None
     };
@@ -206,24 +207,6 @@ fn features(c: &CommonArgs) -> Result<Features> {
         snappy: c.snappy,
         deflate: c.deflate.then_some(c.deflate_level),
     })
-}
-
-fn tls_client(ca: &std::path::Path) -> Result<Arc<rustls::ClientConfig>> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in
-        CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {}", ca.display()))?
-    {
-        roots.add(cert.with_context(|| format!("parsing {}", ca.display()))?)?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(Arc::new(config))
 }
 
 #[derive(Args)]
@@ -270,11 +253,15 @@ struct ReaderArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(go_style_args(std::env::args_os().collect()));
-    let (common, kind) = match &cli.role {
+    let role = match Cli::parse_from(go_style_args(std::env::args_os().collect())).role {
+        Role::SyncBaseline(a) => return sync_baseline(&a),
+        Role::Check(a) => return check::main(a),
+        role => role,
+    };
+    let (common, kind) = match &role {
         Role::Writer(a) => (&a.common, "bench_writer"),
         Role::Reader(a) => (&a.common, "bench_reader"),
-        Role::SyncBaseline(a) => return sync_baseline(a),
+        Role::SyncBaseline(_) | Role::Check(_) => unreachable!("handled above"),
     };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let connections = common.connections.unwrap_or_else(|| {
@@ -291,10 +278,10 @@ fn main() -> ExitCode {
         .build()
         .expect("building the tokio runtime");
     let result = runtime.block_on(async {
-        match cli.role {
+        match role {
             Role::Writer(args) => run_writer(args, connections).await,
             Role::Reader(args) => run_reader(args, connections).await,
-            Role::SyncBaseline(_) => unreachable!("handled before the runtime"),
+            Role::SyncBaseline(_) | Role::Check(_) => unreachable!("handled above"),
         }
     });
     match result {

@@ -1,5 +1,5 @@
 //! The client side of the V2 protocol, as pure functions over bytes: command encoders
-//! (MPUB, SUB, RDY, FIN, NOP, IDENTIFY), classification of the broker's frames, and
+//! (MPUB, PUB, SUB, RDY, FIN, NOP, IDENTIFY, AUTH), classification of the broker's frames, and
 //! [`ReadBuf`], a reusable receive buffer that frames are parsed out of in place.
 //! No sockets here; the workers in `writer`/`reader` own the I/O.
 
@@ -79,6 +79,17 @@ pub fn pub_command(topic: &str, size: usize, random: bool) -> Vec<u8> {
     out
 }
 
+/// `PUB <topic>\n[size][body]` with the given body.
+pub fn pub_body_command(topic: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + topic.len() + 4 + body.len());
+    out.extend_from_slice(b"PUB ");
+    out.extend_from_slice(topic.as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
 /// Zeros, or pseudo-random bytes (xorshift64: incompressible enough, and
 /// the same every run).
 fn put_body(out: &mut Vec<u8>, size: usize, random: bool, state: &mut u64) {
@@ -100,6 +111,15 @@ pub fn identify_command(json: &[u8]) -> Vec<u8> {
     out.extend_from_slice(b"IDENTIFY\n");
     out.extend_from_slice(&(json.len() as u32).to_be_bytes());
     out.extend_from_slice(json);
+    out
+}
+
+/// `AUTH\n[size][secret]`.
+pub fn auth_command(secret: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + secret.len());
+    out.extend_from_slice(b"AUTH\n");
+    out.extend_from_slice(&(secret.len() as u32).to_be_bytes());
+    out.extend_from_slice(secret);
     out
 }
 
@@ -344,5 +364,7 @@ mod tests {
         assert_eq!(sub_command("t", "c"), b"SUB t c\n");
         assert_eq!(rdy_command(2500), b"RDY 2500\n");
         assert_eq!(identify_command(b"{}"), b"IDENTIFY\n\0\0\0\x02{}");
+        assert_eq!(auth_command(b"s3"), b"AUTH\n\0\0\0\x02s3");
+        assert_eq!(pub_body_command("t", b"hi"), b"PUB t\n\0\0\0\x02hi");
     }
 }

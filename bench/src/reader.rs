@@ -38,12 +38,15 @@ pub struct Subscribed {
 }
 
 /// The IDENTIFY body: who we are, plus `feature_negotiation` so the broker answers in JSON.
-pub fn identify_body(conn: usize, extra: &serde_json::Map<String, serde_json::Value>) -> Vec<u8> {
+pub fn identify_body(
+    client_id: &str,
+    extra: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<u8> {
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "nsq-bench".to_string());
     let mut body = serde_json::Map::new();
-    body.insert("client_id".into(), format!("bench_reader-{conn}").into());
+    body.insert("client_id".into(), client_id.into());
     body.insert("hostname".into(), hostname.into());
     body.insert(
         "user_agent".into(),
@@ -72,7 +75,7 @@ pub async fn subscribe(
     let mut rb = ReadBuf::new(READ_BUF);
     let mut identify = plan.identify_extra.clone();
     plan.features.ask(&mut identify);
-    let identify = identify_body(conn, &identify);
+    let identify = identify_body(&format!("bench_reader-{conn}"), &identify);
     let (mut stream, mut max_rdy_count, mut answers) = if plan.features.any() {
         // The upgrades come before anything else, so SUB waits for them.
         let (mut link, v) = negotiate(addr, timeout, &identify, &plan.features, &mut rb).await?;
@@ -261,7 +264,8 @@ mod tests {
     fn identify_body_negotiates_features_and_carries_extras() {
         let mut extra = serde_json::Map::new();
         extra.insert("output_buffer_size".into(), 65536.into());
-        let v: serde_json::Value = serde_json::from_slice(&identify_body(3, &extra)).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&identify_body("bench_reader-3", &extra)).unwrap();
         assert_eq!(v["feature_negotiation"], true);
         assert_eq!(v["client_id"], "bench_reader-3");
         assert_eq!(v["output_buffer_size"], 65536);
