@@ -80,6 +80,17 @@ def test_each_image_runs_the_binary_its_stage_is_named_after(binary, crate):
     assert f"COPY --from=build /out/{binary} /usr/local/bin/{binary}" in s[binary]
 
 
+def test_helm_test_image_holds_the_bench_binary_its_hook_runs(default):
+    (c,) = default.get("Pod", "nsq-test-pub-sub")["spec"]["containers"]
+    assert c["image"].startswith("nsq-rs/bench:") and c["command"][0] == "/usr/local/bin/bench"
+    assert "bench" in bin_names("bench")
+    s = stages()
+    if "bench" not in s:
+        pytest.skip("the Dockerfile has no bench stage yet (the nsq-rs/bench image)")
+    assert "--bin bench" in " ".join(s["build"])
+    assert any(re.search(r"COPY --from=build \S*bench /usr/local/bin/bench$", i) for i in s["bench"])
+
+
 def test_images_run_as_the_user_the_chart_sets():
     values = yaml.safe_load((nsqchart.CHART_DIR / "values.yaml").read_text())
     uid = values["podSecurityContext"]["runAsUser"]

@@ -280,14 +280,21 @@ def test_auth_servers_default_to_get():
 # ---------------------------------------------------------------- helm test
 
 
-def test_helm_test_clients_upgrade_to_tls_and_send_the_auth_secret(rendered_sets):
+def hook_flags(c: dict[str, Any]) -> list[str]:
+    """The flags after `bench check` and its addresses and timeout."""
+    assert c["command"][:2] == ["/usr/local/bin/bench", "check"]
+    return [f for f in c["command"][2:]
+            if not f.startswith(("--nsqd-tcp-address=", "--lookupd-http-address=", "--timeout="))]
+
+
+def test_helm_test_upgrades_to_tls_and_sends_the_auth_secret(rendered_sets):
     c = hook_container(rendered_sets["tls-secret"])
-    script = c["command"][-1]
-    for client in ("producer", "consumer"):
-        opts = re.findall(rf'"-{client}-opt=([^"]+)"', script)
-        assert opts == ["tls_v1,true", "tls_insecure_skip_verify,true", "auth_secret,$AUTH_SECRET"]
-    env = {e["name"]: e for e in c["env"]}
-    assert env["AUTH_SECRET"]["valueFrom"] == {"secretKeyRef": {"name": "nsq-auth", "key": "token"}}
+    assert hook_flags(c) == ["--tls", "--tls-insecure-skip-verify"]
+    # The secret reaches `bench check` through its environment, not its command line.
+    (env,) = c["env"]
+    assert env == {"name": "NSQ_AUTH_SECRET",
+                   "valueFrom": {"secretKeyRef": {"name": "nsq-auth", "key": "token"}}}
+    assert not [f for f in c["command"] if "auth" in f]
     assert "volumeMounts" not in c
 
 
@@ -295,9 +302,9 @@ def test_helm_test_shows_the_brokers_certificate_when_they_want_one(rendered_set
     r = rendered_sets["tls-client-auth"]
     pod = r.get("Pod", "nsq-test-pub-sub")
     (c,) = pod["spec"]["containers"]
-    assert re.findall(r'"-producer-opt=([^"]+)"', c["command"][-1]) == [
-        "tls_v1,true", "tls_insecure_skip_verify,true",
-        "tls_cert,/etc/nsq-tls/tls.crt", "tls_key,/etc/nsq-tls/tls.key",
+    assert hook_flags(c) == [
+        "--tls", "--tls-insecure-skip-verify",
+        "--tls-cert=/etc/nsq-tls/tls.crt", "--tls-key=/etc/nsq-tls/tls.key",
     ]
     assert c["volumeMounts"] == [{"name": "tls", "mountPath": "/etc/nsq-tls", "readOnly": True}]
     assert pod["spec"]["volumes"] == [{"name": "tls", "secret": {"secretName": SECRET}}]

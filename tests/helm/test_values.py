@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import tomllib
 from typing import Any
 
 import helm_python
@@ -135,7 +136,14 @@ def test_client_service_exposes_tcp_4150_and_http_4151_of_ready_brokers(default)
                    default.get("StatefulSet", "nsq-nsqd")["spec"]["template"]["metadata"]["labels"])
 
 
+def helm_test_container(r: Rendered) -> dict[str, Any]:
+    (c,) = r.get("Pod", "nsq-test-pub-sub")["spec"]["containers"]
+    return c
+
+
 def test_images_come_from_the_registry_and_tag_in_values(default):
+    assert helm_test_container(default)["image"] == "nsq-rs/bench:0.1.0"
+    assert helm_test_container(default)["imagePullPolicy"] == "IfNotPresent"
     assert container(default, "nsqd")["image"] == "nsq-rs/nsqd:0.1.0"
     assert container(default, "nsqlookupd")["image"] == "nsq-rs/nsqlookupd:0.1.0"
     assert container(default, "operator")["image"] == "nsq-rs/nsq-operator:0.1.0"
@@ -143,6 +151,7 @@ def test_images_come_from_the_registry_and_tag_in_values(default):
                 "operator": {"image": {"repository": "ops/nsq-operator", "tag": "dev"}}})
     assert container(r, "nsqd")["image"] == "ghcr.io/acme/nsq-rs/nsqd:1.2.3"
     assert container(r, "operator")["image"] == "ghcr.io/acme/ops/nsq-operator:dev"
+    assert helm_test_container(r)["image"] == "ghcr.io/acme/nsq-rs/bench:1.2.3"
 
 
 def test_disabling_the_operator_leaves_no_operator_objects(rendered_sets):
@@ -609,15 +618,30 @@ def test_helm_test_publishes_through_the_service_and_consumes_through_lookupd(de
     assert "hook-succeeded" in pod["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
     assert pod["spec"]["restartPolicy"] == "Never"
     (c,) = pod["spec"]["containers"]
-    env = {e["name"]: e["value"] for e in c["env"]}
-    assert env["NSQD"] == f"nsq-nsqd.{NAMESPACE}.svc:4150"
-    assert env["LOOKUPD_HTTP_ADDRESSES"].split() == [f"{h}:4161" for h in lookupd_hosts(3)]
-    script = c["command"][-1]
-    assert "to_nsq" in script and '-nsqd-tcp-address="$NSQD"' in script
-    assert "nsq_tail" in script and "-n 1" in script
-    assert '[ "$got" != "$body" ]' in script
+    # Our own client, from the bench image: no shell, every option a flag.
+    assert c["command"] == [
+        "/usr/local/bin/bench", "check",
+        f"--nsqd-tcp-address=nsq-nsqd.{NAMESPACE}.svc:4150",
+        *[f"--lookupd-http-address={h}:4161" for h in lookupd_hosts(3)],
+        "--timeout=90s",
+    ]
+    assert "args" not in c and "env" not in c
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
     # Not part of the release's manifest (nor of deploy/manifests/nsq.yaml).
     assert "nsq-test-pub-sub" not in default.manifest
+
+
+def test_helm_test_runs_the_bench_binary_with_its_timeout():
+    bench = tomllib.loads((nsqchart.ROOT / "bench" / "Cargo.toml").read_text())
+    assert [b["name"] for b in bench["bin"]] == ["bench"]
+    r = render({"tests": {"timeoutSeconds": 1000000, "image": {"tag": "dev"}},
+                "lookupd": {"replicas": 1}, "clusterDomain": "cluster.local"})
+    c = helm_test_container(r)
+    assert c["image"] == "nsq-rs/bench:dev"
+    assert c["command"][-2:] == [
+        "--lookupd-http-address=nsq-nsqlookupd-0.nsq-nsqlookupd.nsq.svc.cluster.local:4161",
+        "--timeout=1000000s",
+    ]
 
 
 # -------------------------------------------------------------------- NOTES
