@@ -5,6 +5,7 @@
 #   docker build --target nsqd         -t nsq-rs/nsqd:0.1.0 .
 #   docker build --target nsqlookupd   -t nsq-rs/nsqlookupd:0.1.0 .
 #   docker build --target nsq-operator -t nsq-rs/nsq-operator:0.1.0 .
+#   docker build --target bench        -t nsq-rs/bench:0.1.0 .   (helm test)
 #
 # (BuildKit, the default builder since Docker 23, is needed for the cache
 # mounts; the three builds share the compiled workspace.) The runtime images
@@ -23,9 +24,9 @@ ENV CARGO_PROFILE_RELEASE_STRIP=debuginfo
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin nsqd --bin nsqlookupd --bin nsq-operator \
+    cargo build --release --locked --bin nsqd --bin nsqlookupd --bin nsq-operator --bin bench \
  && mkdir -p /out \
- && cp target/release/nsqd target/release/nsqlookupd target/release/nsq-operator /out/
+ && cp target/release/nsqd target/release/nsqlookupd target/release/nsq-operator target/release/bench /out/
 # nsqd's default data path, created here because the runtime has no shell.
 RUN mkdir /data
 
@@ -47,6 +48,12 @@ FROM runtime AS nsq-operator
 COPY --from=build /out/nsq-operator /usr/local/bin/nsq-operator
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/nsq-operator"]
+
+# The chart's `helm test` client (bench check); busybox for a shell.
+FROM runtime AS bench
+COPY --from=busybox /bin/busybox /usr/local/bin/busybox
+COPY --from=build /out/bench /usr/local/bin/bench
+ENTRYPOINT ["/usr/local/bin/bench"]
 
 # Last, so a plain `docker build .` gives the broker.
 FROM runtime AS nsqd
