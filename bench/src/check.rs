@@ -22,7 +22,6 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -32,19 +31,14 @@ use clap::Args;
 use nsq_common::http::client::{query_escape, request_or_https, Timeouts};
 use tokio::task::JoinSet;
 
-use crate::conn::{negotiate, Features, Link};
+use crate::client::{ClientArgs, Opened, Setup};
 use crate::gotime::{format_duration, parse_duration};
-use crate::lookup::{self, Producer};
-use crate::protocol::{
-    auth_command, pub_body_command, put_fin, rdy_command, sub_command, Frame, ReadBuf, NOP,
-};
-use crate::reader::identify_body;
-use crate::report::log_line;
-use crate::tls::{self, Identity, Trust};
+use crate::lookup::{self, Discovery, Producer};
+use crate::protocol::{pub_body_command, put_fin, rdy_command, sub_command, Frame, NOP};
+use crate::report::{log_line, Failures};
 
 const KIND: &str = "bench_check";
 const CHANNEL: &str = "helm-test#ephemeral";
-const READ_BUF: usize = 64 << 10;
 /// How long a lookupd may take to see a deleted topic's UNREGISTER.
 const UNREGISTER_WAIT: Duration = Duration::from_secs(3);
 
@@ -67,27 +61,8 @@ pub struct CheckArgs {
     /// How often to ask the nsqlookupds again (Go duration).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     poll_interval: Duration,
-    /// Timeout for each TCP connect (Go duration).
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    connect_timeout: Duration,
-    /// Upgrade every connection to TLS (IDENTIFY tls_v1).
-    #[arg(long)]
-    tls: bool,
-    /// PEM file of the CA that signed the brokers' certificates.
-    #[arg(long, value_name = "FILE", requires = "tls")]
-    tls_root_ca_file: Option<PathBuf>,
-    /// Accept any broker certificate (this checks the brokers, not their PKI).
-    #[arg(long, requires = "tls", conflicts_with = "tls_root_ca_file")]
-    tls_insecure_skip_verify: bool,
-    /// Client certificate (PEM) for brokers with a client auth policy.
-    #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_key"])]
-    tls_cert: Option<PathBuf>,
-    /// Key of --tls-cert (PEM).
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// Secret to AUTH with when a broker asks for it.
-    #[arg(long, env = "NSQ_AUTH_SECRET", hide_env_values = true)]
-    auth_secret: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
     /// Leave the check's topic on the brokers and nsqlookupds.
     #[arg(long)]
     keep_topic: bool,
@@ -120,19 +95,19 @@ async fn run(args: &CheckArgs) -> Result<String> {
     }
     let started = Instant::now();
     let deadline = started + args.timeout;
-    let setup = Arc::new(Setup::new(args)?);
+    let setup = Arc::new(Setup::new(&args.client)?);
     let topic = unique_name();
     let body: Arc<[u8]> = topic.as_bytes().into();
     log(&format!(
         "publishing message {topic:?} to topic {topic} through {}",
         args.nsqd_tcp_address
     ));
-    let publish = setup.publish(&args.nsqd_tcp_address, &topic, &body);
+    let publish = publish(&setup, &args.nsqd_tcp_address, &topic, &body);
     tokio::time::timeout_at(deadline.into(), publish)
         .await
         .map_err(|_| timed_out(args.timeout, "publishing"))?
         .with_context(|| format!("publishing to {}", args.nsqd_tcp_address))?;
-    let mut watch = Watch::default();
+    let mut watch = Watch::new(args);
     let found = watch.run(args, &setup, &topic, &body, deadline).await;
     let took = started.elapsed();
     if !args.keep_topic {
@@ -167,120 +142,80 @@ fn unique_name() -> String {
     format!("helm-test-{secs}-{:08x}", h.finish() as u32)
 }
 
-/// How every connection is set up: TLS, AUTH, connect timeout.
-struct Setup {
-    tls: Option<Arc<rustls::ClientConfig>>,
-    auth_secret: Option<String>,
-    connect_timeout: Duration,
+/// The check's connections: IDENTIFY as `bench_check`, nothing else asked for.
+async fn open(setup: &Setup, addr: &str) -> Result<Opened> {
+    setup.open(addr, KIND, &serde_json::Map::new()).await
 }
 
-impl Setup {
-    fn new(args: &CheckArgs) -> Result<Setup> {
-        let tls = if args.tls {
-            let trust = match (&args.tls_root_ca_file, args.tls_insecure_skip_verify) {
-                (Some(ca), _) => Trust::CaFile(ca),
-                (None, true) => Trust::Anyone,
-                (None, false) => {
-                    bail!("--tls needs --tls-root-ca-file or --tls-insecure-skip-verify")
-                }
-            };
-            let identity = match (&args.tls_cert, &args.tls_key) {
-                (Some(cert), Some(key)) => Some(Identity { cert, key }),
-                _ => None,
-            };
-            Some(tls::client_config(trust, identity)?)
-        } else {
-            None
-        };
-        Ok(Setup {
-            tls,
-            auth_secret: args.auth_secret.clone(),
-            connect_timeout: args.connect_timeout,
-        })
-    }
+async fn publish(setup: &Setup, addr: &str, topic: &str, body: &[u8]) -> Result<()> {
+    let Opened {
+        mut link, mut rb, ..
+    } = open(setup, addr).await?;
+    link.write_all(&pub_body_command(topic, body)).await?;
+    link.expect_ok(&mut rb, "PUB").await
+}
 
-    /// Dials `addr`, IDENTIFYs (upgrading to TLS when asked), and AUTHs when the
-    /// broker says `auth_required`.
-    async fn open(&self, addr: &str) -> Result<(Link, ReadBuf)> {
-        let mut rb = ReadBuf::new(READ_BUF);
-        let features = Features {
-            tls: match &self.tls {
-                Some(config) => Some((config.clone(), tls::server_name(addr, None)?)),
-                None => None,
-            },
-            ..Features::default()
-        };
-        let mut identify = serde_json::Map::new();
-        features.ask(&mut identify);
-        let identify = identify_body(KIND, &identify);
-        let (mut link, answer) =
-            negotiate(addr, self.connect_timeout, &identify, &features, &mut rb).await?;
-        if answer.get("auth_required").and_then(|a| a.as_bool()) == Some(true) {
-            let Some(secret) = &self.auth_secret else {
-                bail!("{addr} requires AUTH: give --auth-secret (or NSQ_AUTH_SECRET)");
-            };
-            link.write_all(&auth_command(secret.as_bytes())).await?;
-            link.response(&mut rb, "AUTH").await?;
-        }
-        Ok((link, rb))
-    }
-
-    async fn publish(&self, addr: &str, topic: &str, body: &[u8]) -> Result<()> {
-        let (mut link, mut rb) = self.open(addr).await?;
-        link.write_all(&pub_body_command(topic, body)).await?;
-        link.expect_ok(&mut rb, "PUB").await
-    }
-
-    /// SUBs to `topic` on `addr` and returns once `body` arrived and was FINed; other
-    /// messages (none are expected on a new topic) are FINed and reported.
-    async fn receive(self: Arc<Self>, addr: String, topic: String, body: Arc<[u8]>) -> Result<()> {
-        let (mut link, mut rb) = self.open(&addr).await?;
-        link.write_all(&sub_command(&topic, CHANNEL)).await?;
-        link.expect_ok(&mut rb, "SUB").await?;
-        link.write_all(&rdy_command(1)).await?;
-        let mut out = Vec::new();
-        loop {
-            let mut found = false;
-            while let Some(frame) = rb.next_frame()? {
-                match frame {
-                    Frame::Message(m) => {
-                        put_fin(&mut out, &m.id);
-                        if m.body == &body[..] {
-                            found = true;
-                        } else {
-                            log(&format!(
-                                "{addr}: FINed an unexpected message {:?}",
-                                String::from_utf8_lossy(m.body)
-                            ));
-                        }
+/// SUBs to `topic` on `addr` and returns once `body` arrived and was FINed; other
+/// messages (none are expected on a new topic) are FINed and reported.
+async fn receive(setup: Arc<Setup>, addr: String, topic: String, body: Arc<[u8]>) -> Result<()> {
+    let Opened {
+        mut link, mut rb, ..
+    } = open(&setup, &addr).await?;
+    link.write_all(&sub_command(&topic, CHANNEL)).await?;
+    link.expect_ok(&mut rb, "SUB").await?;
+    link.write_all(&rdy_command(1)).await?;
+    let mut out = Vec::new();
+    loop {
+        let mut found = false;
+        while let Some(frame) = rb.next_frame()? {
+            match frame {
+                Frame::Message(m) => {
+                    put_fin(&mut out, &m.id);
+                    if m.body == &body[..] {
+                        found = true;
+                    } else {
+                        log(&format!(
+                            "{addr}: FINed an unexpected message {:?}",
+                            String::from_utf8_lossy(m.body)
+                        ));
                     }
-                    Frame::Heartbeat => out.extend_from_slice(NOP),
-                    Frame::Error(e) => bail!("{}", String::from_utf8_lossy(e)),
-                    Frame::Ok | Frame::Response(_) => {}
                 }
+                Frame::Heartbeat => out.extend_from_slice(NOP),
+                Frame::Error(e) => bail!("{}", String::from_utf8_lossy(e)),
+                Frame::Ok | Frame::Response(_) => {}
             }
-            if !out.is_empty() {
-                link.write_all(&out).await?;
-                out.clear();
-            }
-            if found {
-                return Ok(());
-            }
-            link.fill(&mut rb).await?;
         }
+        if !out.is_empty() {
+            link.write_all(&out).await?;
+            out.clear();
+        }
+        if found {
+            return Ok(());
+        }
+        link.fill(&mut rb).await?;
     }
 }
 
 /// What the consuming side has seen: the brokers listed for the topic, the ones
 /// subscribed to, and the last failure of each lookupd and broker (for the report).
-#[derive(Default)]
 struct Watch {
+    discovery: Discovery,
+    /// Every broker any lookupd listed for the topic so far.
     producers: BTreeMap<String, Producer>,
     subscribed: HashSet<String>,
-    failures: BTreeMap<String, String>,
+    failures: Failures,
 }
 
 impl Watch {
+    fn new(args: &CheckArgs) -> Watch {
+        Watch {
+            discovery: Discovery::new(&args.lookupd_http_addresses, KIND),
+            producers: BTreeMap::new(),
+            subscribed: HashSet::new(),
+            failures: Failures::new(KIND),
+        }
+    }
+
     /// Subscribes to every broker the lookupds list (asking again every poll
     /// interval, and re-dialing brokers whose connection failed) until the message
     /// arrives; returns the broker it came from.
@@ -296,17 +231,18 @@ impl Watch {
         let deadline = tokio::time::Instant::from(deadline);
         loop {
             let next_poll = tokio::time::Instant::now() + args.poll_interval;
-            let poll = self.poll(args, topic);
+            let poll = self.discovery.poll(topic);
             if tokio::time::timeout_at(deadline, poll).await.is_err() {
                 bail!(self.timeout_report(args, topic));
             }
+            self.producers.extend(self.discovery.listed());
             for p in self.producers.values() {
                 if self.subscribed.insert(p.tcp.clone()) {
                     log(&format!("subscribing to {topic}/{CHANNEL} on {}", p.tcp));
                     let (setup, addr) = (setup.clone(), p.tcp.clone());
                     let (topic, body) = (topic.to_string(), body.clone());
                     receivers.spawn(async move {
-                        let r = setup.receive(addr.clone(), topic, body).await;
+                        let r = receive(setup, addr.clone(), topic, body).await;
                         (addr, r)
                     });
                 }
@@ -319,7 +255,7 @@ impl Watch {
                             Ok(()) => return Ok(addr),
                             Err(e) => {
                                 self.subscribed.remove(&addr);
-                                self.fail(&addr, e);
+                                self.failures.fail(&addr, &e);
                             }
                         }
                     }
@@ -330,30 +266,6 @@ impl Watch {
                 }
             }
         }
-    }
-
-    /// Asks every lookupd for the topic's producers once.
-    async fn poll(&mut self, args: &CheckArgs, topic: &str) {
-        for lookupd in &args.lookupd_http_addresses {
-            match lookup::producers(lookupd, topic, Timeouts::default()).await {
-                Ok(list) => {
-                    self.failures.remove(lookupd);
-                    for p in list {
-                        self.producers.insert(p.tcp.clone(), p);
-                    }
-                }
-                Err(e) => self.fail(lookupd, e),
-            }
-        }
-    }
-
-    /// Remembers the failure, logging it when it differs from the last one there.
-    fn fail(&mut self, source: &str, e: anyhow::Error) {
-        let text = format!("{e:#}");
-        if self.failures.get(source) != Some(&text) {
-            log(&format!("{source}: {text}"));
-        }
-        self.failures.insert(source.to_string(), text);
     }
 
     fn timeout_report(&self, args: &CheckArgs, topic: &str) -> String {
@@ -374,7 +286,7 @@ impl Watch {
                     .join(", ")
             )
         };
-        for (source, e) in &self.failures {
+        for (source, e) in self.discovery.failures.iter().chain(self.failures.iter()) {
             report.push_str(&format!("; {source}: {e}"));
         }
         report
@@ -514,9 +426,9 @@ mod tests {
             .concat(),
         )
         .unwrap();
-        assert!(a.tls && a.tls_insecure_skip_verify && a.tls_key.is_some());
+        assert!(a.client.tls && a.client.tls_insecure_skip_verify && a.client.tls_key.is_some());
         let a = parse(&[&l[..], &["--tls"]].concat()).unwrap();
-        let err = Setup::new(&a)
+        let err = Setup::new(&a.client)
             .err()
             .expect("TLS without a trust choice")
             .to_string();

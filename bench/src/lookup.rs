@@ -1,8 +1,13 @@
 //! Asking nsqlookupd which brokers have a topic (`GET /lookup?topic=`), as NSQ's
 //! consumers do, and reaching those brokers at the addresses they broadcast.
 
+use std::collections::BTreeMap;
+
 use anyhow::{bail, Context, Result};
 use nsq_common::http::client::{fetch, query_escape, Timeouts};
+use tokio::task::JoinSet;
+
+use crate::report::Failures;
 
 /// A broker listed for a topic.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -29,6 +34,53 @@ pub async fn producers(lookupd: &str, topic: &str, timeouts: Timeouts) -> Result
         200 => parse_producers(&resp.body).with_context(|| format!("GET {url}")),
         404 => Ok(Vec::new()),
         s => bail!("GET {url}: status {s}: {}", resp.message()),
+    }
+}
+
+/// What a set of nsqlookupds list for one topic: each lookupd's latest answer (one
+/// that fails keeps its previous list), their failures logged once per change.
+pub struct Discovery {
+    lookupds: Vec<String>,
+    lists: BTreeMap<String, Vec<Producer>>,
+    pub failures: Failures,
+}
+
+impl Discovery {
+    pub fn new(lookupds: &[String], kind: &'static str) -> Discovery {
+        Discovery {
+            lookupds: lookupds.to_vec(),
+            lists: BTreeMap::new(),
+            failures: Failures::new(kind),
+        }
+    }
+
+    /// Asks every lookupd (all at once) for `topic`'s producers.
+    pub async fn poll(&mut self, topic: &str) {
+        let mut asks = JoinSet::new();
+        for (i, lookupd) in self.lookupds.iter().enumerate() {
+            let (lookupd, topic) = (lookupd.clone(), topic.to_string());
+            asks.spawn(async move { (i, producers(&lookupd, &topic, Timeouts::default()).await) });
+        }
+        while let Some(done) = asks.join_next().await {
+            let Ok((i, answer)) = done else { continue };
+            let lookupd = &self.lookupds[i];
+            match answer {
+                Ok(list) => {
+                    self.failures.clear(lookupd);
+                    self.lists.insert(lookupd.clone(), list);
+                }
+                Err(e) => self.failures.fail(lookupd, &e),
+            }
+        }
+    }
+
+    /// Every broker some lookupd lists, by `broadcast_address:tcp_port`.
+    pub fn listed(&self) -> BTreeMap<String, Producer> {
+        self.lists
+            .values()
+            .flatten()
+            .map(|p| (p.tcp.clone(), p.clone()))
+            .collect()
     }
 }
 

@@ -30,9 +30,17 @@
 //! [--auth-secret S]` publishes one message and reads it back through nsqlookupd, as the
 //! chart's `helm test` does; exit 0 once it arrived (see [`check`]).
 //!
+//! `bench produce --nsqd-tcp-address svc:4150 --topic T --count N [--rate R]` and
+//! `bench consume --lookupd-http-address l:4161 --topic T --channel C --expect N` are
+//! the two sides of a rolling-restart soak test: every acknowledged message must
+//! arrive while brokers restart, duplicates are counted (see [`soak`], [`produce`],
+//! [`consume`]).
+//!
 //! Crate map:
 //! - [`protocol`]: commands, frame classification and the in-place receive buffer (pure).
 //! - [`check`]: the end-to-end check; [`lookup`]: nsqlookupd's `/lookup`.
+//! - [`produce`] / [`consume`]: the soak test's sides; [`soak`]: what they share.
+//! - [`client`]: TLS/AUTH flags and ready connections for check, produce and consume.
 //! - [`tls`]: TLS client configurations (CA file or unchecked, client certificates).
 //! - [`conn`]: dialing, the TLS/snappy/deflate upgrades, and socket reads and writes.
 //! - [`writer`] / [`reader`]: one connection's work in each role.
@@ -43,16 +51,20 @@
 
 mod baseline;
 mod check;
+mod client;
 mod conn;
+mod consume;
 mod gotime;
 mod harness;
 mod lookup;
 #[cfg(test)]
 mod mock;
+mod produce;
 mod protocol;
 mod reader;
 mod recorder;
 mod report;
+mod soak;
 mod tls;
 mod writer;
 
@@ -112,6 +124,14 @@ enum Role {
     /// One message end to end: PUB through --nsqd-tcp-address, read back from the
     /// brokers nsqlookupd lists (the chart's `helm test`). Exit 0 once it arrived.
     Check(check::CheckArgs),
+    /// Rolling-restart soak, publishing side: --count messages `<run-id>-<seq>`
+    /// through --nsqd-tcp-address, re-sending unacknowledged ones after any
+    /// connection failure. Exit 0 once all are acknowledged.
+    Produce(produce::ProduceArgs),
+    /// Rolling-restart soak, consuming side: reads the topic's channel from every
+    /// broker nsqlookupd lists (re-dialling restarted ones), FINs everything and
+    /// reports which of --expect seqs arrived and how often. Exit 0 once all did.
+    Consume(consume::ConsumeArgs),
 }
 
 #[derive(Args)]
@@ -256,12 +276,16 @@ fn main() -> ExitCode {
     let role = match Cli::parse_from(go_style_args(std::env::args_os().collect())).role {
         Role::SyncBaseline(a) => return sync_baseline(&a),
         Role::Check(a) => return check::main(a),
+        Role::Produce(a) => return produce::main(a),
+        Role::Consume(a) => return consume::main(a),
         role => role,
     };
     let (common, kind) = match &role {
         Role::Writer(a) => (&a.common, "bench_writer"),
         Role::Reader(a) => (&a.common, "bench_reader"),
-        Role::SyncBaseline(_) | Role::Check(_) => unreachable!("handled above"),
+        Role::SyncBaseline(_) | Role::Check(_) | Role::Produce(_) | Role::Consume(_) => {
+            unreachable!("handled above")
+        }
     };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let connections = common.connections.unwrap_or_else(|| {
@@ -281,7 +305,9 @@ fn main() -> ExitCode {
         match role {
             Role::Writer(args) => run_writer(args, connections).await,
             Role::Reader(args) => run_reader(args, connections).await,
-            Role::SyncBaseline(_) | Role::Check(_) => unreachable!("handled above"),
+            Role::SyncBaseline(_) | Role::Check(_) | Role::Produce(_) | Role::Consume(_) => {
+                unreachable!("handled above")
+            }
         }
     });
     match result {

@@ -3,6 +3,7 @@
 //! 5.000us/op` (the shape `bench.py` parses). On stdout, one `key=value` line per run for
 //! scripts: `writer: msgs=N msgs/sec=X MiB/s=Y ...`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::gotime::{format_duration, log_timestamp_now};
@@ -10,6 +11,42 @@ use crate::gotime::{format_duration, log_timestamp_now};
 /// `[kind] 2006/01/02 15:04:05 message`, like Go's `log` with a prefix.
 pub fn log_line(kind: &str, msg: &str) -> String {
     format!("[{kind}] {} {msg}", log_timestamp_now())
+}
+
+/// The last failure of each source (a lookupd, a broker), logged on stderr only when
+/// it differs from the one before there, so a source that keeps failing the same way
+/// does not flood the log.
+pub struct Failures {
+    kind: &'static str,
+    last: BTreeMap<String, String>,
+}
+
+impl Failures {
+    pub fn new(kind: &'static str) -> Failures {
+        Failures {
+            kind,
+            last: BTreeMap::new(),
+        }
+    }
+
+    /// Remembers `e` as `source`'s failure, logging it when it is news.
+    pub fn fail(&mut self, source: &str, e: &anyhow::Error) {
+        let text = format!("{e:#}");
+        if self.last.get(source) != Some(&text) {
+            eprintln!("{}", log_line(self.kind, &format!("{source}: {text}")));
+        }
+        self.last.insert(source.to_string(), text);
+    }
+
+    /// `source` works again.
+    pub fn clear(&mut self, source: &str) {
+        self.last.remove(source);
+    }
+
+    /// `(source, last failure)` pairs, by source.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.last.iter()
+    }
 }
 
 /// Go's `%.03f`, including its spelling of infinities and NaN.
