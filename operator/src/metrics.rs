@@ -18,6 +18,16 @@ pub struct Metrics {
     ready: GaugeVec,
 }
 
+/// Kinds and failure reasons whose series exist from the start at 0, so a
+/// dashboard shows "no failures" rather than "no data".
+const KINDS: [&str; 2] = ["NsqTopic", "NsqChannel"];
+pub const FAILURE_REASONS: [&str; 4] = [
+    "KubernetesAPI",
+    "LookupdUnavailable",
+    "BrokerUnreachable",
+    "Finalizer",
+];
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -87,6 +97,12 @@ impl Metrics {
             Box::new(ready.clone()),
         ] {
             registry.register(c).expect("unique metric names");
+        }
+        for kind in KINDS {
+            reconciles.with_label_values(&[kind]);
+            for reason in FAILURE_REASONS {
+                failures.with_label_values(&[kind, reason]);
+            }
         }
         Metrics {
             registry,
@@ -180,6 +196,13 @@ mod tests {
             "nsq_operator_leader 1",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+        // Known series start at 0.
+        for line in [
+            "nsq_operator_reconciles_total{kind=\"NsqChannel\"} 0",
+            "nsq_operator_reconcile_failures_total{kind=\"NsqChannel\",reason=\"Finalizer\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
         }
     }
 }

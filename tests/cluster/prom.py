@@ -1,12 +1,11 @@
 """Prometheus (Debian's package) scraping the cluster as the chart's
 ServiceMonitors say: each one turned into the scrape job the Prometheus
-Operator would generate for it (Kubernetes endpoints discovery, keep by the
-Service's labels and the endpoint's port name, the same target labels)."""
+Operator would generate for it (the Service's labels and the endpoint's port
+name select the targets; the same target labels)."""
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import socket
 import subprocess
@@ -20,55 +19,67 @@ from typing import Any
 import yaml
 
 
-def _label(name: str) -> str:
-    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
-
-
-def scrape_job(sm: dict[str, Any], kubeconfig: Path, interval: str) -> list[dict[str, Any]]:
-    ns = sm["metadata"]["namespace"]
+def _selected(svc: dict[str, Any], sm: dict[str, Any]) -> bool:
+    labels = svc["metadata"].get("labels") or {}
     spec = sm["spec"]
-    jobs = []
-    for i, ep in enumerate(spec["endpoints"]):
-        relabel = [
-            {"source_labels": [f"__meta_kubernetes_service_label_{_label(k)}"],
-             "regex": v, "action": "keep"}
-            for k, v in spec["selector"]["matchLabels"].items()
-        ]
-        relabel += [
-            {"source_labels": ["__meta_kubernetes_endpoint_port_name"], "regex": ep["port"],
-             "action": "keep"},
-            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-            {"source_labels": ["__meta_kubernetes_service_name"], "target_label": "service"},
-            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
-            {"source_labels": ["__meta_kubernetes_pod_container_name"],
-             "target_label": "container"},
-            {"source_labels": ["__meta_kubernetes_service_name"], "target_label": "job"},
-            {"target_label": "endpoint", "replacement": ep["port"]},
-        ]
-        job = {
-            "job_name": f"serviceMonitor/{ns}/{sm['metadata']['name']}/{i}",
-            "kubernetes_sd_configs": [{
-                "role": "endpoints",
-                "namespaces": {"names": spec["namespaceSelector"]["matchNames"]},
-                "kubeconfig_file": str(kubeconfig),
-            }],
-            "scrape_interval": interval,
-            "scrape_timeout": "4s",
-            "metrics_path": ep.get("path", "/metrics"),
-            "scheme": ep.get("scheme", "http"),
-            "relabel_configs": relabel,
-        }
-        if ep.get("tlsConfig", {}).get("insecureSkipVerify"):
-            job["tls_config"] = {"insecure_skip_verify": True}
-        jobs.append(job)
-    return jobs
+    return (svc["metadata"]["namespace"] in spec["namespaceSelector"]["matchNames"]
+            and all(labels.get(k) == v for k, v in spec["selector"]["matchLabels"].items()))
+
+
+def targets_for(sm: dict[str, Any], ep: dict[str, Any], services: list[dict[str, Any]],
+                endpoints: dict[tuple[str, str], dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the Prometheus Operator's endpoints discovery and relabelling give
+    for one ServiceMonitor endpoint: every address of a selected Service's
+    Endpoints on the named port, labelled namespace/service/pod/endpoint/job."""
+    out = []
+    for svc in services:
+        if not _selected(svc, sm):
+            continue
+        ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
+        for subset in endpoints.get((ns, name), {}).get("subsets") or []:
+            ports = [p for p in subset.get("ports") or [] if p.get("name") == ep["port"]]
+            for port in ports:
+                for addr in subset.get("addresses") or []:
+                    out.append({
+                        "targets": [f"{addr['ip']}:{port['port']}"],
+                        "labels": {
+                            "namespace": ns,
+                            "service": name,
+                            "job": name,
+                            "endpoint": ep["port"],
+                            "pod": (addr.get("targetRef") or {}).get("name", ""),
+                        },
+                    })
+    return out
 
 
 class Prometheus:
-    def __init__(self, service_monitors: list[dict[str, Any]], kubeconfig: Path,
-                 interval: str = "2s"):
+    """Debian's Prometheus is built without Kubernetes service discovery, so
+    the ServiceMonitors' selection is done here (from the API's Services and
+    Endpoints) and handed over through file-based discovery, refreshed by
+    `refresh()`."""
+
+    def __init__(self, service_monitors: list[dict[str, Any]], kubectl, interval: str = "2s"):
+        self.monitors = service_monitors
+        self.kubectl = kubectl
         self.dir = Path(tempfile.mkdtemp(prefix="nsq-prom-"))
-        jobs = [j for sm in service_monitors for j in scrape_job(sm, kubeconfig, interval)]
+        jobs = []
+        for sm in service_monitors:
+            for i, ep in enumerate(sm["spec"]["endpoints"]):
+                job = {
+                    "job_name": f"serviceMonitor/{sm['metadata']['namespace']}/"
+                                f"{sm['metadata']['name']}/{i}",
+                    "file_sd_configs": [{"files": [str(self._file(sm, i))],
+                                         "refresh_interval": "1s"}],
+                    "scrape_interval": interval,
+                    "scrape_timeout": "2s",
+                    "metrics_path": ep.get("path", "/metrics"),
+                    "scheme": ep.get("scheme", "http"),
+                }
+                if ep.get("tlsConfig", {}).get("insecureSkipVerify"):
+                    job["tls_config"] = {"insecure_skip_verify": True}
+                jobs.append(job)
+        self.refresh()
         (self.dir / "prometheus.yml").write_text(yaml.safe_dump({
             "global": {"scrape_interval": interval},
             "scrape_configs": jobs,
@@ -83,6 +94,20 @@ class Prometheus:
              f"--web.listen-address=127.0.0.1:{self.port}"],
             stdout=self.log, stderr=subprocess.STDOUT)
 
+    def _file(self, sm: dict[str, Any], i: int) -> Path:
+        return self.dir / f"{sm['metadata']['name']}-{i}.json"
+
+    def refresh(self) -> None:
+        services = self.kubectl.json("get", "services", "--all-namespaces")["items"]
+        endpoints = {(e["metadata"]["namespace"], e["metadata"]["name"]): e for e in
+                     self.kubectl.json("get", "endpoints", "--all-namespaces")["items"]}
+        for sm in self.monitors:
+            for i, ep in enumerate(sm["spec"]["endpoints"]):
+                path = self._file(sm, i)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(targets_for(sm, ep, services, endpoints)))
+                tmp.replace(path)
+
     def api(self, path: str, **params: str) -> Any:
         url = f"http://127.0.0.1:{self.port}/api/v1/{path}"
         if params:
@@ -96,7 +121,12 @@ class Prometheus:
         return self.api("query", query=expr)["result"]
 
     def targets(self) -> list[dict[str, Any]]:
-        return self.api("targets")["activeTargets"]
+        if self.proc.poll() is not None:
+            raise AssertionError("prometheus exited:\n" + (self.dir / "prometheus.log").read_text())
+        try:
+            return self.api("targets")["activeTargets"]
+        except OSError:  # not listening yet
+            return []
 
     def close(self) -> None:
         self.proc.terminate()

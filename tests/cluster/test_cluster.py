@@ -81,6 +81,7 @@ def job_result(kubectl: Kubectl, name: str, timeout: float) -> str:
     outcome = wait_until(f"job {name}", timeout, done, interval=2)
     log = kubectl.run("logs", f"job/{name}", "-n", NAMESPACE, check=False).stdout
     assert outcome == "ok", f"job {name} failed:\n{log}"
+    kubectl.run("delete", "job", name, "-n", NAMESPACE, "--wait=false")
     return log
 
 
@@ -100,7 +101,7 @@ def release(kubectl: Kubectl) -> dict[str, Any]:
 
 
 def test_install_brings_every_pod_to_ready(kubectl: Kubectl, release):
-    pods = kubectl.json("get", "pods", "-n", NAMESPACE)["items"]
+    pods = kubectl.pods(f"app.kubernetes.io/instance={RELEASE}")
     names = sorted(p["metadata"]["name"] for p in pods)
     assert [n for n in names if n.startswith("nsq-nsqd-")] == [f"nsq-nsqd-{i}" for i in range(3)]
     assert [n for n in names if n.startswith("nsq-nsqlookupd-")] == [
@@ -213,9 +214,10 @@ def test_prometheus_scrapes_every_pod_and_every_dashboard_query_has_data(
     monitors = rendered.of_kind("ServiceMonitor")
     assert {m["metadata"]["name"] for m in monitors} == {
         "nsq-nsqd", "nsq-nsqlookupd", "nsq-operator"}
-    prom = Prometheus(monitors, KUBECONFIG)
+    prom = Prometheus(monitors, kubectl)
     try:
         def all_up():
+            prom.refresh()
             t = prom.targets()
             return t if len(t) == 7 and all(x["health"] == "up" for x in t) else None
         targets = prom_wait("7 targets up (3 brokers, 3 lookupds, the operator)", 90, all_up)

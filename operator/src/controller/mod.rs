@@ -42,6 +42,7 @@ pub enum Error {
 
 impl Error {
     /// Short reason for metrics.
+    /// One of [`crate::metrics::FAILURE_REASONS`].
     pub fn metric_reason(&self) -> &'static str {
         match self {
             Error::Kube(_) => "KubernetesAPI",
