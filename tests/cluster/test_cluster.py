@@ -30,7 +30,8 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "nsq.json"
 LOOKUPDS = [f"nsq-nsqlookupd-{i}.nsq-nsqlookupd.{NAMESPACE}.svc:4161" for i in range(3)]
 # No Prometheus Operator here: the Prometheus test scrapes as the
 # ServiceMonitors would, from their rendered form.
-VALUES = {"metrics": {"serviceMonitor": {"enabled": False}}}
+# A shorter preStop drain, so a rollout of 3 brokers fits inside the load.
+VALUES = {"metrics": {"serviceMonitor": {"enabled": False}}, "nsqd": {"drainSeconds": 5}}
 
 
 def helm() -> helm_python.Config:
@@ -203,6 +204,9 @@ def rollout_restart(kubectl: Kubectl) -> None:
 def test_rolling_restart_under_load_loses_no_acknowledged_message(kubectl: Kubectl, release):
     produced, consumed = soak(kubectl, "rolling", 20000, 250,
                               during=lambda: rollout_restart(kubectl))
+    # Every broker restarted while the producer was publishing: it had to
+    # follow the Service to another one at least once.
+    assert int(produced["reconnects"]) >= 1, produced
     print(f"rolling restart: {consumed['duplicates']} duplicates, "
           f"{produced.get('resent', '?')} resent, {produced.get('reconnects', '?')} reconnects")
 
@@ -235,12 +239,13 @@ def test_prometheus_scrapes_every_pod_and_every_dashboard_query_has_data(
 
 
 def test_helm_upgrade_with_new_broker_flags_rolls_without_loss(kubectl: Kubectl, release):
-    values = {**VALUES, "nsqd": {"flags": {"msg-timeout": "75s"}}}
+    values = {**VALUES, "nsqd": {**VALUES["nsqd"], "flags": {"msg-timeout": "75s"}}}
 
     def upgrade():
         with helm() as cfg, helm_python.Chart.load(nsqchart.CHART_DIR) as chart:
             cfg.upgrade(chart, RELEASE, values, namespace=NAMESPACE, wait="watcher", timeout=400)
-    soak(kubectl, "upgrade", 10000, 250, during=upgrade)
+    produced, _ = soak(kubectl, "upgrade", 20000, 250, during=upgrade)
+    assert int(produced["reconnects"]) >= 1, produced
     for pod in kubectl.pods("app.kubernetes.io/component=nsqd"):
         args = pod["spec"]["containers"][0]["args"]
         assert "--msg-timeout=75s" in args, args
