@@ -63,7 +63,7 @@ def main():
                     r = cfg.upgrade(c, name, values, namespace=a.namespace, timeout=a.timeout,
                                     wait=wait)
             print(f"NAME: {r['name']}\nNAMESPACE: {r['namespace']}\n"
-                  f"STATUS: {r['status']}\nREVISION: {r['version']}")
+                  f"STATUS: {r['status']}\nREVISION: {r['revision']}")
         elif a.command == "test":
             (name,) = a.args
             r = cfg.test(name, timeout=a.timeout, logs=a.logs)

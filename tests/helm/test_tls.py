@@ -322,7 +322,7 @@ def test_notes_give_the_https_address_and_drop_http_when_it_is_refused(rendered_
     notes = rendered_sets["tls-cert-manager"].notes
     assert f"https://{svc}.cluster.local:4152/pub?topic=<topic>" in notes
     assert ":4151/pub" not in notes
-    assert "-producer-opt=tls_v1,true" in notes
+    assert "--tls --tls-insecure-skip-verify" in notes
 
 
 # ------------------------------------------------------- refused combinations

@@ -656,6 +656,8 @@ def test_notes_tell_producers_consumers_and_topic_authors_where_to_go(default):
     assert "kind: NsqTopic" in notes and "kind: NsqChannel" in notes
     assert "kubectl apply -f -" in notes
     assert "helm test nsq" in notes
+    # The example producer runs our own image, with a tag.
+    assert "--image=nsq-rs/bench:0.1.0 --command -- \\\n    busybox wget" in notes
 
 
 # ------------------------------------------------------ memory queue bytes
