@@ -5,7 +5,6 @@ use crate::nsqd::Nsqd;
 use crate::options::Options;
 use nsq_common::version::version_line;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 pub async fn run(opts: Options) -> Result<(), String> {
@@ -14,10 +13,10 @@ pub async fn run(opts: Options) -> Result<(), String> {
     let signals = Signals::install();
     tracing::info!("{}", version_line("nsqd"));
     tracing::info!("ID: {}", opts.node_id);
-    let tcp = TcpListener::bind(&opts.tcp_address)
+    let tcp = nsq_common::listen::bind(&opts.tcp_address)
         .await
         .map_err(|e| format!("listen ({}) failed - {e}", opts.tcp_address))?;
-    let http = TcpListener::bind(&opts.http_address)
+    let http = nsq_common::listen::bind(&opts.http_address)
         .await
         .map_err(|e| format!("listen ({}) failed - {e}", opts.http_address))?;
     crate::e2e::configure(
@@ -36,7 +35,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
     // nsqd serves HTTPS only with TLS configured and an address to listen on.
     let https = match (&nsqd.tls, opts.https_address.as_str()) {
         (Some(acceptor), addr) if !addr.is_empty() => {
-            let l = TcpListener::bind(addr)
+            let l = nsq_common::listen::bind(addr)
                 .await
                 .map_err(|e| format!("listen ({addr}) failed - {e}"))?;
             Some((l, acceptor.clone()))

@@ -7,12 +7,14 @@
 //!   Go durations) on top of clap, plus TOML `--config` files keyed like NSQ's.
 //! - [`logging`]: NSQ's stderr log format (`[nsqd] 2006/01/02 15:04:05.000000 INFO: ...`).
 //! - [`version`]: the NSQ version we speak and the `--version` line.
+//! - [`listen`]: TCP listeners with the system's full accept backlog.
 //! - [`http`]: the HTTP API machinery of nsqd and nsqlookupd: httprouter-style
 //!   routing, query parameters, V1 responses and Go-style JSON, serving.
 
 pub mod compress;
 pub mod flags;
 pub mod http;
+pub mod listen;
 pub mod logging;
 pub mod names;
 pub mod version;

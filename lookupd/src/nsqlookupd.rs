@@ -73,10 +73,10 @@ pub fn unix_nanos() -> i64 {
 /// Binds both listeners (logging `TCP: listening on` / `HTTP: listening on`
 /// with the real addresses), or fails like nsqlookupd: `listen (<addr>) failed - <err>`.
 pub async fn bind(opts: Options) -> Result<(Arc<Nsqlookupd>, TcpListener, TcpListener), String> {
-    let tcp = TcpListener::bind(&opts.tcp_address)
+    let tcp = nsq_common::listen::bind(&opts.tcp_address)
         .await
         .map_err(|e| format!("listen ({}) failed - {e}", opts.tcp_address))?;
-    let http = TcpListener::bind(&opts.http_address)
+    let http = nsq_common::listen::bind(&opts.http_address)
         .await
         .map_err(|e| format!("listen ({}) failed - {e}", opts.http_address))?;
     let lookupd = Nsqlookupd::new(opts);

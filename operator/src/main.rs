@@ -13,7 +13,6 @@ use nsq_operator::{http, leader};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
@@ -58,7 +57,7 @@ async fn run(opts: Options) -> anyhow::Result<()> {
     tracing::info!("{}", version_line());
     let stop = stop_on_signal().map_err(|e| anyhow!("failed to install signal handlers - {e}"))?;
 
-    let listener = TcpListener::bind(&opts.http_address)
+    let listener = nsq_common::listen::bind(&opts.http_address)
         .await
         .map_err(|e| anyhow!("listen ({}) failed - {e}", opts.http_address))?;
     tracing::info!("HTTP: listening on {}", listener.local_addr()?);

@@ -63,6 +63,11 @@ impl Nsqlookupd {
         self.daemon.http_addr()
     }
 
+    /// Sends `sig` (`SIGSTOP` freezes it with its listeners open).
+    pub fn signal(&self, sig: libc::c_int) {
+        self.daemon.signal(sig)
+    }
+
     /// `http://<http address>`, as HTTP clients are given it.
     pub fn http_url(&self) -> String {
         format!("http://{}", self.http_addr())
