@@ -51,7 +51,8 @@ async fn handle(nsqd: Arc<Nsqd>, mut stream: TcpStream) {
         |a: std::io::Result<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
     let remote = addr(stream.peer_addr());
     tracing::info!("TCP: new client({remote})");
-    let mut input = BytesMut::with_capacity(64 * 1024);
+    // Small: the magic, and often IDENTIFY; the V2 loop sizes reads from here.
+    let mut input = BytesMut::with_capacity(1024);
     let magic = tokio::time::timeout(Duration::from_secs(60), async {
         while input.len() < 4 {
             if stream.read_buf(&mut input).await? == 0 {

@@ -32,7 +32,12 @@ use tokio::time::{sleep_until, Instant};
 /// nsqd's deadline for the TLS handshake after IDENTIFY.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Reads grow to this while they keep filling the buffer (a busy publisher)...
 const READ_CHUNK: usize = 64 * 1024;
+/// ...and start from, and shrink back to, this: an idle connection costs little.
+const MIN_READ: usize = 1024;
+/// The output buffer's first allocation; it grows with what is written.
+const MIN_OUTPUT: usize = 256;
 /// Upper bound on messages moved per channel lock, to keep other consumers fed.
 const TAKE_BATCH: i64 = 256;
 
@@ -41,6 +46,8 @@ struct Conn {
     client: Arc<ClientShared>,
     io: Transport,
     input: BytesMut,
+    /// How much the next read asks for (see `READ_CHUNK`, `MIN_READ`).
+    read_size: usize,
     output: BytesMut,
     settings: ClientSettings,
     sub: Option<(Arc<Topic>, Arc<Channel>)>,
@@ -112,7 +119,8 @@ pub async fn serve(nsqd: Arc<Nsqd>, stream: TcpStream, input: BytesMut) {
         client: Arc::clone(&client),
         io: Transport::new(stream),
         input,
-        output: BytesMut::with_capacity(settings.output_buffer_size.max(4096)),
+        read_size: MIN_READ,
+        output: BytesMut::with_capacity(MIN_OUTPUT),
         settings,
         sub: None,
         flush_at: None,
@@ -261,9 +269,8 @@ impl Conn {
             } else {
                 Some(self.last_read + self.settings.heartbeat_interval * 2)
             };
-            if self.input.capacity() - self.input.len() < 4096 {
-                self.input.reserve(READ_CHUNK);
-            }
+            self.size_input();
+            let spare = self.input.capacity() - self.input.len();
             let client = Arc::clone(&self.client);
             tokio::select! {
                 biased;
@@ -274,7 +281,10 @@ impl Conn {
                 n = self.io.read(&mut self.input) => {
                     match n {
                         Ok(0) => return self.end_of_input().await,
-                        Ok(_) => self.last_read = Instant::now(),
+                        Ok(n) => {
+                            self.last_read = Instant::now();
+                            self.adapt_read_size(n, spare);
+                        }
                         Err(e) => {
                             self.exit_error = Some(self.read_failed(&e));
                             return Ok(());
@@ -423,6 +433,27 @@ impl Conn {
         Err(std::io::Error::other(SyncFailed))
     }
 
+    /// Makes room for the next read. An empty buffer much larger than reads
+    /// need now is dropped (bodies split from it keep their own part).
+    fn size_input(&mut self) {
+        if self.input.is_empty() && self.input.capacity() > 2 * self.read_size {
+            self.input = BytesMut::new();
+        }
+        if self.input.capacity() - self.input.len() < self.read_size / 2 {
+            self.input.reserve(self.read_size);
+        }
+    }
+
+    /// Doubles the read size while reads fill the space given, halves it
+    /// while they use little of it.
+    fn adapt_read_size(&mut self, n: usize, spare: usize) {
+        if n >= spare {
+            self.read_size = (self.read_size * 2).min(READ_CHUNK);
+        } else if n < self.read_size / 8 {
+            self.read_size = (self.read_size / 2).max(MIN_READ);
+        }
+    }
+
     async fn write_output(&mut self) -> std::io::Result<()> {
         if self.output.is_empty() {
             return Ok(());
@@ -439,6 +470,10 @@ impl Conn {
             })??;
         }
         self.output.clear();
+        // A burst's buffer is not kept by a connection gone quiet.
+        if self.output.capacity() > 4 * self.settings.output_buffer_size.max(MIN_OUTPUT) {
+            self.output = BytesMut::with_capacity(MIN_OUTPUT);
+        }
         Ok(())
     }
 
