@@ -36,10 +36,16 @@
 //! arrive while brokers restart, duplicates are counted (see [`soak`], [`produce`],
 //! [`consume`]).
 //!
+//! `bench storm --tcp-address h:4150 --connections 50000 [--identify] [--metrics-url
+//! http://h:4151/metrics] [--ping-url http://h:4151/ping]` opens that many connections
+//! at once, holds them, and reports how long opening took, the failures by reason, the
+//! broker's RSS per connection and its HTTP latency meanwhile (see [`storm`]).
+//!
 //! Crate map:
 //! - [`protocol`]: commands, frame classification and the in-place receive buffer (pure).
 //! - [`check`]: the end-to-end check; [`lookup`]: nsqlookupd's `/lookup`.
 //! - [`produce`] / [`consume`]: the soak test's sides; [`soak`]: what they share.
+//! - [`storm`]: many connections at once.
 //! - [`client`]: TLS/AUTH flags and ready connections for check, produce and consume.
 //! - [`tls`]: TLS client configurations (CA file or unchecked, client certificates).
 //! - [`conn`]: dialing, the TLS/snappy/deflate upgrades, and socket reads and writes.
@@ -65,6 +71,7 @@ mod reader;
 mod recorder;
 mod report;
 mod soak;
+mod storm;
 mod tls;
 mod writer;
 
@@ -132,6 +139,11 @@ enum Role {
     /// broker nsqlookupd lists (re-dialling restarted ones), FINs everything and
     /// reports which of --expect seqs arrived and how often. Exit 0 once all did.
     Consume(consume::ConsumeArgs),
+    /// Opens --connections connections at once (magic, optionally IDENTIFY), holds
+    /// them --hold, and reports the time to open them, failures by reason, the
+    /// broker's RSS per connection (--metrics-url) and its HTTP latency meanwhile
+    /// (--ping-url).
+    Storm(storm::StormArgs),
 }
 
 #[derive(Args)]
@@ -278,12 +290,17 @@ fn main() -> ExitCode {
         Role::Check(a) => return check::main(a),
         Role::Produce(a) => return produce::main(a),
         Role::Consume(a) => return consume::main(a),
+        Role::Storm(a) => return storm::main(a),
         role => role,
     };
     let (common, kind) = match &role {
         Role::Writer(a) => (&a.common, "bench_writer"),
         Role::Reader(a) => (&a.common, "bench_reader"),
-        Role::SyncBaseline(_) | Role::Check(_) | Role::Produce(_) | Role::Consume(_) => {
+        Role::SyncBaseline(_)
+        | Role::Check(_)
+        | Role::Produce(_)
+        | Role::Consume(_)
+        | Role::Storm(_) => {
             unreachable!("handled above")
         }
     };
@@ -305,7 +322,11 @@ fn main() -> ExitCode {
         match role {
             Role::Writer(args) => run_writer(args, connections).await,
             Role::Reader(args) => run_reader(args, connections).await,
-            Role::SyncBaseline(_) | Role::Check(_) | Role::Produce(_) | Role::Consume(_) => {
+            Role::SyncBaseline(_)
+            | Role::Check(_)
+            | Role::Produce(_)
+            | Role::Consume(_)
+            | Role::Storm(_) => {
                 unreachable!("handled above")
             }
         }

@@ -1,0 +1,174 @@
+//! `bench storm` against a real broker: it opens every connection it was asked for,
+//! reads the broker's RSS before and during the hold and pings its HTTP API
+//! meanwhile, rotates loopback source addresses past `--per-source-ip`, closes
+//! everything at the end, and exits 1 naming the reason when connections fail.
+
+use nsq_tests::daemon::{self, free_local_port};
+use nsq_tests::prom::scrape;
+use nsq_tests::{same, wait_until, Nsqd};
+use std::collections::BTreeMap;
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+
+/// What one `bench storm` run did.
+struct Run {
+    status: ExitStatus,
+    /// The `key=value` fields of the stdout line.
+    fields: BTreeMap<String, String>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn field(&self, key: &str) -> &str {
+        self.fields.get(key).map_or_else(
+            || panic!("no {key}= in {:?}; stderr:\n{}", self.stdout, self.stderr),
+            String::as_str,
+        )
+    }
+
+    fn num(&self, key: &str) -> f64 {
+        self.field(key)
+            .parse()
+            .unwrap_or_else(|e| panic!("{key}={}: {e}", self.field(key)))
+    }
+
+    #[track_caller]
+    fn assert_ok(&self) {
+        assert!(
+            self.status.success() && self.stdout.starts_with("storm: "),
+            "bench storm failed ({}):\nstdout: {}\nstderr: {}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+    }
+}
+
+fn storm(args: &[String]) -> Run {
+    let out = Command::new(daemon::binary("bench", "BENCH_BIN"))
+        .arg("storm")
+        .args(args)
+        .output()
+        .expect("running bench storm");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let fields = stdout
+        .split_whitespace()
+        .filter_map(|f| f.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!("{stdout}{stderr}");
+    Run {
+        status: out.status,
+        fields,
+        stdout,
+        stderr,
+    }
+}
+
+/// The broker's connections close when the storm's do.
+fn assert_all_closed(nsqd: &Nsqd) {
+    wait_until(Duration::from_secs(10), "nsq_clients back to 0", || {
+        same(scrape(nsqd.http_addr()).value("nsq_clients", &[]), 0.0)
+    });
+}
+
+#[test]
+fn five_hundred_connections_are_opened_held_measured_and_closed() {
+    let nsqd = Nsqd::start(&[]);
+    let http = nsqd.http_addr();
+    let run = storm(&[
+        format!("--tcp-address={}", nsqd.tcp_addr()),
+        "--connections=500".into(),
+        format!("--metrics-url=http://{http}/metrics"),
+        format!("--ping-url=http://{http}/ping"),
+        "--hold=1s".into(),
+    ]);
+    run.assert_ok();
+    assert_eq!(run.num("connections"), 500.0);
+    assert_eq!(run.num("opened"), 500.0);
+    assert_eq!(run.num("failed"), 0.0);
+    assert_eq!(run.num("closed_during_hold"), 0.0);
+    assert_eq!(run.field("identify"), "false");
+    assert_eq!(run.num("source_ips"), 0.0, "500 fit one source address");
+    assert!(run.num("open_secs") > 0.0);
+    // The broker served all of them while they were held.
+    assert_eq!(run.num("broker_clients"), 500.0);
+    let (before, after) = (run.num("rss_before"), run.num("rss_after"));
+    assert!(before > 1e6 && after > 1e6, "{}", run.stdout);
+    assert_eq!(run.num("rss_delta"), after - before);
+    let per = run.num("rss_per_conn_bytes");
+    assert!(
+        (per - (after - before) / 500.0).abs() <= 1.0,
+        "{}",
+        run.stdout
+    );
+    run.num("rss_per_conn_kib");
+    // Pings every 100 ms through the 1 s hold, all answered.
+    let pings = run.num("pings");
+    assert!((5.0..=20.0).contains(&pings), "{}", run.stdout);
+    assert_eq!(run.num("ping_failed"), 0.0);
+    let (p50, max) = (run.num("ping_p50_ms"), run.num("ping_max_ms"));
+    assert!(p50 > 0.0 && p50 <= max, "{}", run.stdout);
+    assert_all_closed(&nsqd);
+}
+
+#[test]
+fn identified_connections_come_from_rotating_loopback_addresses() {
+    let nsqd = Nsqd::start(&[]);
+    let run = storm(&[
+        format!("--tcp-address={}", nsqd.tcp_addr()),
+        "--connections=300".into(),
+        "--per-source-ip=100".into(),
+        "--identify".into(),
+        format!("--metrics-url=http://{}/metrics", nsqd.http_addr()),
+        "--hold=200ms".into(),
+    ]);
+    run.assert_ok();
+    assert_eq!(run.num("opened"), 300.0);
+    assert_eq!(run.field("identify"), "true");
+    assert_eq!(run.num("source_ips"), 3.0);
+    assert_eq!(run.num("broker_clients"), 300.0);
+    assert!(
+        !run.stdout.contains("ping"),
+        "no --ping-url: {}",
+        run.stdout
+    );
+    // The broker logs each client's address: 100 from each of the three.
+    let lines = nsqd.stderr_lines();
+    for source in ["127.0.0.1", "127.0.0.2", "127.0.0.3"] {
+        let from = lines
+            .iter()
+            .filter(|l| l.contains(&format!("TCP: new client({source}:")))
+            .count();
+        assert_eq!(from, 100, "connections from {source}");
+    }
+    // IDENTIFY turned heartbeats off; the broker took every one.
+    assert!(
+        !lines.iter().any(|l| l.contains("E_BAD_BODY")),
+        "{lines:#?}"
+    );
+    assert_all_closed(&nsqd);
+}
+
+#[test]
+fn failed_connections_are_counted_by_reason_and_fail_the_run() {
+    let port = free_local_port();
+    let run = storm(&[
+        format!("--tcp-address=127.0.0.1:{port}"),
+        "--connections=20".into(),
+        "--hold=0s".into(),
+    ]);
+    assert_eq!(run.status.code(), Some(1), "stderr: {}", run.stderr);
+    assert_eq!(run.num("opened"), 0.0);
+    assert_eq!(run.num("failed"), 20.0);
+    assert_eq!(run.field("fail_reasons"), "connect/ECONNREFUSED:20");
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.contains("FAIL: 20 of 20 connections failed")),
+        "{}",
+        run.stderr
+    );
+}
