@@ -153,6 +153,49 @@ fn identified_connections_come_from_rotating_loopback_addresses() {
 }
 
 #[test]
+fn connections_past_the_open_file_limit_are_skipped_and_the_pings_still_go_out() {
+    let nsqd = Nsqd::start(&[]);
+    let http = nsqd.http_addr();
+    // `ulimit -n` in sh sets the soft and hard limits: bench cannot raise it.
+    let out = Command::new("sh")
+        .args(["-c", "ulimit -n 200 && exec \"$0\" storm \"$@\""])
+        .arg(daemon::binary("bench", "BENCH_BIN"))
+        .args([
+            format!("--tcp-address={}", nsqd.tcp_addr()),
+            "--connections=300".into(),
+            format!("--metrics-url=http://{http}/metrics"),
+            format!("--ping-url=http://{http}/ping"),
+            "--hold=500ms".into(),
+        ])
+        .output()
+        .expect("running bench storm under ulimit");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!("{stdout}{stderr}");
+    let field = |key: &str| -> u64 {
+        stdout
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in {stdout:?}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("over this process's open-file limit of 200"));
+    let (opened, failed) = (field("opened"), field("failed"));
+    assert!((150..200).contains(&opened), "{stdout}");
+    assert!(
+        stdout.contains(&format!("fail_reasons=skipped/open_file_limit:{failed} ")),
+        "{stdout}"
+    );
+    assert_eq!(opened + failed, 300);
+    // Descriptors were kept for the metrics and the pings.
+    assert_eq!(field("broker_clients"), opened);
+    assert_eq!(field("ping_failed"), 0);
+    assert!(field("pings") > 0);
+}
+
+#[test]
 fn failed_connections_are_counted_by_reason_and_fail_the_run() {
     let port = free_local_port();
     let run = storm(&[
