@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     logging::init(&opts.log_prefix, opts.log_level);
+    nsq_common::listen::raise_open_files_limit();
     if let Err(e) = opts.validate() {
         nsq_common::fatal!("{e}");
         return ExitCode::FAILURE;

@@ -54,6 +54,32 @@ fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(backlog())
 }
 
+/// Raises the open-files soft limit to the hard limit, as Go's runtime does
+/// for nsqd: every connection costs a descriptor, and distributions default
+/// the soft limit to 1024. Returns the new soft limit.
+pub fn raise_open_files_limit() -> Option<libc::rlim_t> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return Some(raised.rlim_cur);
+            }
+        }
+    }
+    Some(lim.rlim_cur)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +91,18 @@ mod tests {
             .unwrap_or(DEFAULT_BACKLOG);
         assert_eq!(backlog(), want);
         assert!(backlog() > 128);
+    }
+
+    #[test]
+    fn open_files_limit_is_raised_to_the_hard_limit() {
+        let soft = raise_open_files_limit().unwrap();
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: reads into the struct passed.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        assert_eq!((soft, lim.rlim_cur), (lim.rlim_max, lim.rlim_max));
     }
 
     #[tokio::test]

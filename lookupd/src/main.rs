@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     logging::init(&opts.log_prefix, opts.log_level);
+    nsq_common::listen::raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("nsqlookupd")

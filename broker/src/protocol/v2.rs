@@ -203,7 +203,9 @@ impl Conn {
                             if let Some(features) = self.upgrade.take() {
                                 self.flush().await?;
                                 responded = false;
-                                if self.upgrade(features).await? {
+                                // Boxed: the handshake's state is large and
+                                // runs once, so idle connections don't carry it.
+                                if Box::pin(self.upgrade(features)).await? {
                                     return Ok(());
                                 }
                             }
@@ -668,7 +670,7 @@ impl Conn {
             return Err(ClientError::invalid("AUTH already set"));
         }
         self.auth_secret = secret.to_vec();
-        self.query_auth().await?;
+        Box::pin(self.query_auth()).await?;
         if !self.has_authorizations() {
             return Err(ClientError::fatal(
                 "E_UNAUTHORIZED",
@@ -698,7 +700,7 @@ impl Conn {
             ));
         }
         if self.auth.as_ref().is_some_and(AuthState::is_expired) {
-            self.query_auth().await?;
+            Box::pin(self.query_auth()).await?;
         }
         if self
             .auth
