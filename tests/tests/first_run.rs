@@ -189,11 +189,22 @@ fn run_publish_and_stop(sig: libc::c_int) {
         }
     });
     run.daemons = run.children().into_values().collect();
+    // nsqd registered with nsqlookupd: before that a new topic cannot ask it
+    // for channels, and nsqd (as Go's) logs an ERROR saying so.
+    let lookupd_http = run.lookupd_http;
+    wait_until(
+        Duration::from_secs(10),
+        "nsqd in nsqlookupd's /nodes",
+        || {
+            let r = request(lookupd_http, "GET", "/nodes", b"").map_err(|e| e.to_string())?;
+            let producers = r.json()["producers"].as_array().map_or(0, Vec::len);
+            (producers == 1).then_some(()).ok_or(r.text())
+        },
+    );
 
     // curl -d hi 'http://127.0.0.1:<port>/pub?topic=t'
     let r = request(nsqd_http, "POST", "/pub?topic=t", b"hi").unwrap();
     assert_eq!((r.status, r.text().as_str()), (200, "OK"));
-    let lookupd_http = run.lookupd_http;
     wait_until(
         Duration::from_secs(10),
         "t registered with nsqlookupd",
