@@ -34,6 +34,7 @@
 
 pub mod apiserver;
 pub mod authd;
+pub mod bench;
 pub mod certs;
 pub mod daemon;
 pub mod http;

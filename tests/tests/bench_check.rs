@@ -4,47 +4,21 @@
 //! as the chart wires them, and a non-zero exit with a reason when it cannot be.
 
 use nsq_tests::authd::{allow_all, AuthServer};
+use nsq_tests::bench::{bench_command, BenchRun};
 use nsq_tests::certs::Pki;
-use nsq_tests::daemon;
 use nsq_tests::inspect::stats_topic;
 use nsq_tests::{registered_nsqd, same, wait_until, Nsqd, Nsqlookupd};
-use std::collections::BTreeMap;
-use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 const WITHIN: Duration = Duration::from_secs(5);
 
-/// What one `bench check` run did.
-struct Run {
-    status: ExitStatus,
-    /// The `key=value` fields of the stdout line.
-    fields: BTreeMap<String, String>,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs `bench check` with `args` (and `env`) to its exit.
-fn check(args: &[String], env: &[(&str, &str)]) -> Run {
-    let bench = daemon::binary("bench", "BENCH_BIN");
-    let out = Command::new(bench)
-        .arg("check")
+fn check(args: &[String], env: &[(&str, &str)]) -> BenchRun {
+    let out = bench_command("check")
         .args(args)
-        .env_remove("NSQ_AUTH_SECRET")
         .envs(env.iter().copied())
-        .output()
-        .expect("running bench check");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let fields = stdout
-        .split_whitespace()
-        .filter_map(|f| f.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    Run {
-        status: out.status,
-        fields,
-        stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+        .output();
+    BenchRun::from_output(out.expect("running bench check"))
 }
 
 /// The flags naming `publish_to` and the lookupds.
@@ -57,26 +31,15 @@ fn addresses(publish_to: &Nsqd, lookupds: &[&Nsqlookupd]) -> Vec<String> {
 }
 
 #[track_caller]
-fn assert_ok(run: &Run) {
-    assert!(
-        run.status.success() && run.stdout.starts_with("check: ok "),
-        "bench check failed ({}):\nstdout: {}\nstderr: {}",
-        run.status,
-        run.stdout,
-        run.stderr
-    );
+fn assert_ok(run: &BenchRun) {
+    run.assert_ok("check");
+    assert!(run.stdout.starts_with("check: ok "), "{}", run.stdout);
 }
 
 #[track_caller]
-fn assert_failed(run: &Run, reason: &str) {
-    assert_eq!(run.status.code(), Some(1), "stderr: {}", run.stderr);
+fn assert_failed(run: &BenchRun, reason: &str) {
+    run.assert_failed(reason);
     assert!(run.stdout.is_empty(), "stdout: {}", run.stdout);
-    let fail = run.stderr.lines().find(|l| l.contains("FAIL: "));
-    assert!(
-        fail.is_some_and(|l| l.contains(reason)),
-        "expected a FAIL line with {reason:?}; stderr: {}",
-        run.stderr
-    );
 }
 
 #[test]

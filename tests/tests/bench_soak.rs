@@ -5,73 +5,24 @@
 //! `FAIL:` line and what is missing.
 
 use nsq_tests::authd::{allow_all, AuthServer};
+use nsq_tests::bench::{bench_command, BenchRun};
 use nsq_tests::certs::Pki;
-use nsq_tests::daemon::{self, free_local_port};
+use nsq_tests::daemon::free_local_port;
 use nsq_tests::{registered_nsqd, same, wait_until, Nsqd, Nsqlookupd};
-use std::collections::BTreeMap;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 const WITHIN: Duration = Duration::from_secs(5);
 const TOPIC: &str = "soak";
 const CHANNEL: &str = "c";
 
-/// What one bench run did.
-struct Run {
-    status: ExitStatus,
-    /// The `key=value` fields of the stdout line.
-    fields: BTreeMap<String, String>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn field(&self, key: &str) -> &str {
-        self.fields.get(key).map_or_else(
-            || panic!("no {key}= in {:?}; stderr:\n{}", self.stdout, self.stderr),
-            String::as_str,
-        )
-    }
-
-    fn num(&self, key: &str) -> u64 {
-        self.field(key)
-            .parse()
-            .unwrap_or_else(|e| panic!("{key}={}: {e}", self.field(key)))
-    }
-
-    #[track_caller]
-    fn assert_ok(&self, role: &str) {
-        assert!(
-            self.status.success() && self.stdout.starts_with(&format!("{role}: ")),
-            "bench {role} failed ({}):\nstdout: {}\nstderr: {}",
-            self.status,
-            self.stdout,
-            self.stderr
-        );
-    }
-
-    #[track_caller]
-    fn assert_failed(&self, reason: &str) {
-        assert_eq!(self.status.code(), Some(1), "stderr: {}", self.stderr);
-        let fail = self.stderr.lines().find(|l| l.contains("FAIL: "));
-        assert!(
-            fail.is_some_and(|l| l.contains(reason)),
-            "expected a FAIL line with {reason:?}; stderr: {}",
-            self.stderr
-        );
-    }
-}
-
 /// A bench subcommand running in the background; killed if dropped unfinished.
 struct Bench(Option<Child>);
 
 impl Bench {
     fn start(role: &str, args: &[String]) -> Bench {
-        let child = Command::new(daemon::binary("bench", "BENCH_BIN"))
-            .arg(role)
+        let child = bench_command(role)
             .args(args)
-            .env_remove("NSQ_AUTH_SECRET")
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -80,27 +31,9 @@ impl Bench {
     }
 
     /// Waits for the exit (every run here has a --timeout).
-    fn finish(mut self) -> Run {
-        let out = self
-            .0
-            .take()
-            .unwrap()
-            .wait_with_output()
-            .expect("bench output");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let fields = stdout
-            .split_whitespace()
-            .filter_map(|f| f.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        eprintln!("{stdout}{stderr}");
-        Run {
-            status: out.status,
-            fields,
-            stdout,
-            stderr,
-        }
+    fn finish(mut self) -> BenchRun {
+        let out = self.0.take().unwrap().wait_with_output();
+        BenchRun::from_output(out.expect("bench output"))
     }
 }
 
@@ -167,9 +100,9 @@ fn every_message_is_counted_once_from_the_brokers_lookupd_lists() {
     let consumer = consume(&lookupd, "r1", 2000, &["--timeout=60s", "--linger=1s"]);
     let producer = produce(&a, "r1", 2000, &["--timeout=60s"]).finish();
     producer.assert_ok("produce");
-    assert_eq!(producer.num("acked"), 2000);
-    assert_eq!(producer.num("reconnects"), 0);
-    assert_eq!(producer.num("resent"), 0);
+    assert_eq!(producer.num::<u64>("acked"), 2000);
+    assert_eq!(producer.num::<u64>("reconnects"), 0);
+    assert_eq!(producer.num::<u64>("resent"), 0);
 
     let consumer = consumer.finish();
     consumer.assert_ok("consume");
@@ -181,7 +114,7 @@ fn every_message_is_counted_once_from_the_brokers_lookupd_lists() {
         ("reconnects", 0),
         ("foreign", 1),
     ] {
-        assert_eq!(consumer.num(key), want, "{key}: {}", consumer.stdout);
+        assert_eq!(consumer.num::<u64>(key), want, "{key}: {}", consumer.stdout);
     }
     assert!(!consumer.fields.contains_key("first_missing"));
     // Both brokers were read.
@@ -228,8 +161,12 @@ fn brokers_restarting_under_load_lose_no_acknowledged_message() {
 
     let producer = producer.finish();
     producer.assert_ok("produce");
-    assert_eq!(producer.num("acked"), count);
-    assert!(producer.num("reconnects") >= 2, "{}", producer.stdout);
+    assert_eq!(producer.num::<u64>("acked"), count);
+    assert!(
+        producer.num::<u64>("reconnects") >= 2,
+        "{}",
+        producer.stdout
+    );
     assert!(
         producer.stderr.contains("reconnecting in"),
         "{}",
@@ -238,16 +175,20 @@ fn brokers_restarting_under_load_lose_no_acknowledged_message() {
 
     let consumer = consumer.finish();
     consumer.assert_ok("consume");
-    assert_eq!(consumer.num("missing"), 0);
-    assert_eq!(consumer.num("unique"), count);
-    assert_eq!(consumer.num("foreign"), 0);
+    assert_eq!(consumer.num::<u64>("missing"), 0);
+    assert_eq!(consumer.num::<u64>("unique"), count);
+    assert_eq!(consumer.num::<u64>("foreign"), 0);
     assert_eq!(
-        consumer.num("received"),
-        count + consumer.num("duplicates"),
+        consumer.num::<u64>("received"),
+        count + consumer.num::<u64>("duplicates"),
         "{}",
         consumer.stdout
     );
-    assert!(consumer.num("reconnects") >= 2, "{}", consumer.stdout);
+    assert!(
+        consumer.num::<u64>("reconnects") >= 2,
+        "{}",
+        consumer.stdout
+    );
     assert!(
         consumer
             .stderr
@@ -260,8 +201,8 @@ fn brokers_restarting_under_load_lose_no_acknowledged_message() {
     assert!(consumer.stderr.contains(&line), "{}", consumer.stderr);
     eprintln!(
         "restarts: producer resent {} PUBs, consumer saw {} duplicates",
-        producer.num("resent"),
-        consumer.num("duplicates")
+        producer.num::<u64>("resent"),
+        consumer.num::<u64>("duplicates")
     );
 }
 
@@ -280,8 +221,8 @@ fn runs_that_cannot_finish_time_out_with_what_is_missing() {
     .into();
     let run = Bench::start("produce", &args).finish();
     run.assert_failed("timed out after 2s: 0 of 10 messages acknowledged");
-    assert_eq!(run.num("acked"), 0);
-    assert!(run.num("failed_dials") >= 2, "{}", run.stdout);
+    assert_eq!(run.num::<u64>("acked"), 0);
+    assert!(run.num::<u64>("failed_dials") >= 2, "{}", run.stdout);
     assert!(run.stderr.contains("Connection refused"), "{}", run.stderr);
     let took = started.elapsed();
     assert!(took < Duration::from_secs(10), "{took:?}");
@@ -297,7 +238,7 @@ fn runs_that_cannot_finish_time_out_with_what_is_missing() {
     let run = consume(&lookupd, "r3", 10, &["--timeout=3s"]).finish();
     run.assert_failed("timed out after 3s: 5 of 10 messages missing");
     for (key, want) in [("unique", 5), ("missing", 5), ("duplicates", 0)] {
-        assert_eq!(run.num(key), want, "{key}: {}", run.stdout);
+        assert_eq!(run.num::<u64>(key), want, "{key}: {}", run.stdout);
     }
     assert_eq!(run.field("first_missing"), "5,6,7,8,9");
     let took = started.elapsed();
@@ -338,9 +279,13 @@ fn a_frozen_broker_is_given_up_on_and_its_unanswered_pubs_are_sent_again() {
 
     let producer = producer.finish();
     producer.assert_ok("produce");
-    assert_eq!(producer.num("acked"), count);
-    assert!(producer.num("resent") >= 1, "{}", producer.stdout);
-    assert!(producer.num("reconnects") >= 1, "{}", producer.stdout);
+    assert_eq!(producer.num::<u64>("acked"), count);
+    assert!(producer.num::<u64>("resent") >= 1, "{}", producer.stdout);
+    assert!(
+        producer.num::<u64>("reconnects") >= 1,
+        "{}",
+        producer.stdout
+    );
     assert!(
         producer.stderr.contains("no answer to the PUB of seq"),
         "{}",
@@ -349,9 +294,13 @@ fn a_frozen_broker_is_given_up_on_and_its_unanswered_pubs_are_sent_again() {
 
     let consumer = consumer.finish();
     consumer.assert_ok("consume");
-    assert_eq!(consumer.num("missing"), 0);
-    assert_eq!(consumer.num("unique"), count);
-    assert!(consumer.num("reconnects") >= 1, "{}", consumer.stdout);
+    assert_eq!(consumer.num::<u64>("missing"), 0);
+    assert_eq!(consumer.num::<u64>("unique"), count);
+    assert!(
+        consumer.num::<u64>("reconnects") >= 1,
+        "{}",
+        consumer.stdout
+    );
     assert!(
         consumer.stderr.contains("reading: nothing for 2s"),
         "{}",
@@ -359,8 +308,8 @@ fn a_frozen_broker_is_given_up_on_and_its_unanswered_pubs_are_sent_again() {
     );
     eprintln!(
         "freeze: producer resent {} PUBs, consumer saw {} duplicates",
-        producer.num("resent"),
-        consumer.num("duplicates")
+        producer.num::<u64>("resent"),
+        consumer.num::<u64>("duplicates")
     );
 }
 
@@ -392,7 +341,13 @@ fn tls_client_certificates_and_auth_work_on_both_sides() {
         .assert_ok("produce");
     let consumer = consumer.finish();
     consumer.assert_ok("consume");
-    assert_eq!((consumer.num("unique"), consumer.num("missing")), (100, 0));
+    assert_eq!(
+        (
+            consumer.num::<u64>("unique"),
+            consumer.num::<u64>("missing")
+        ),
+        (100, 0)
+    );
     // One connection each, both over TLS (the certificate is offered; this broker
     // asks for none, so it stays out of the way of the plain HTTP set-up above).
     let asked = authd.requests_for("s3cret");

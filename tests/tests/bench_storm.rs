@@ -3,68 +3,17 @@
 //! meanwhile, rotates loopback source addresses past `--per-source-ip`, closes
 //! everything at the end, and exits 1 naming the reason when connections fail.
 
+use nsq_tests::bench::{bench_command, BenchRun};
 use nsq_tests::daemon::{self, free_local_port};
 use nsq_tests::prom::scrape;
 use nsq_tests::{same, wait_until, Nsqd};
-use std::collections::BTreeMap;
-use std::process::{Command, ExitStatus};
+use std::process::Command;
 use std::time::Duration;
 
 /// What one `bench storm` run did.
-struct Run {
-    status: ExitStatus,
-    /// The `key=value` fields of the stdout line.
-    fields: BTreeMap<String, String>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn field(&self, key: &str) -> &str {
-        self.fields.get(key).map_or_else(
-            || panic!("no {key}= in {:?}; stderr:\n{}", self.stdout, self.stderr),
-            String::as_str,
-        )
-    }
-
-    fn num(&self, key: &str) -> f64 {
-        self.field(key)
-            .parse()
-            .unwrap_or_else(|e| panic!("{key}={}: {e}", self.field(key)))
-    }
-
-    #[track_caller]
-    fn assert_ok(&self) {
-        assert!(
-            self.status.success() && self.stdout.starts_with("storm: "),
-            "bench storm failed ({}):\nstdout: {}\nstderr: {}",
-            self.status,
-            self.stdout,
-            self.stderr
-        );
-    }
-}
-
-fn storm(args: &[String]) -> Run {
-    let out = Command::new(daemon::binary("bench", "BENCH_BIN"))
-        .arg("storm")
-        .args(args)
-        .output()
-        .expect("running bench storm");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let fields = stdout
-        .split_whitespace()
-        .filter_map(|f| f.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    eprintln!("{stdout}{stderr}");
-    Run {
-        status: out.status,
-        fields,
-        stdout,
-        stderr,
-    }
+fn storm(args: &[String]) -> BenchRun {
+    let out = bench_command("storm").args(args).output();
+    BenchRun::from_output(out.expect("running bench storm"))
 }
 
 /// The broker's connections close when the storm's do.
@@ -85,31 +34,35 @@ fn five_hundred_connections_are_opened_held_measured_and_closed() {
         format!("--ping-url=http://{http}/ping"),
         "--hold=1s".into(),
     ]);
-    run.assert_ok();
-    assert_eq!(run.num("connections"), 500.0);
-    assert_eq!(run.num("opened"), 500.0);
-    assert_eq!(run.num("failed"), 0.0);
-    assert_eq!(run.num("closed_during_hold"), 0.0);
+    run.assert_ok("storm");
+    assert_eq!(run.num::<f64>("connections"), 500.0);
+    assert_eq!(run.num::<f64>("opened"), 500.0);
+    assert_eq!(run.num::<f64>("failed"), 0.0);
+    assert_eq!(run.num::<f64>("closed_during_hold"), 0.0);
     assert_eq!(run.field("identify"), "false");
-    assert_eq!(run.num("source_ips"), 0.0, "500 fit one source address");
-    assert!(run.num("open_secs") > 0.0);
+    assert_eq!(
+        run.num::<f64>("source_ips"),
+        0.0,
+        "500 fit one source address"
+    );
+    assert!(run.num::<f64>("open_secs") > 0.0);
     // The broker served all of them while they were held.
-    assert_eq!(run.num("broker_clients"), 500.0);
-    let (before, after) = (run.num("rss_before"), run.num("rss_after"));
+    assert_eq!(run.num::<f64>("broker_clients"), 500.0);
+    let (before, after) = (run.num::<f64>("rss_before"), run.num::<f64>("rss_after"));
     assert!(before > 1e6 && after > 1e6, "{}", run.stdout);
-    assert_eq!(run.num("rss_delta"), after - before);
-    let per = run.num("rss_per_conn_bytes");
+    assert_eq!(run.num::<f64>("rss_delta"), after - before);
+    let per = run.num::<f64>("rss_per_conn_bytes");
     assert!(
         (per - (after - before) / 500.0).abs() <= 1.0,
         "{}",
         run.stdout
     );
-    run.num("rss_per_conn_kib");
+    run.num::<f64>("rss_per_conn_kib");
     // Pings every 100 ms through the 1 s hold, all answered.
-    let pings = run.num("pings");
+    let pings = run.num::<f64>("pings");
     assert!((5.0..=20.0).contains(&pings), "{}", run.stdout);
-    assert_eq!(run.num("ping_failed"), 0.0);
-    let (p50, max) = (run.num("ping_p50_ms"), run.num("ping_max_ms"));
+    assert_eq!(run.num::<f64>("ping_failed"), 0.0);
+    let (p50, max) = (run.num::<f64>("ping_p50_ms"), run.num::<f64>("ping_max_ms"));
     assert!(p50 > 0.0 && p50 <= max, "{}", run.stdout);
     assert_all_closed(&nsqd);
 }
@@ -125,11 +78,11 @@ fn identified_connections_come_from_rotating_loopback_addresses() {
         format!("--metrics-url=http://{}/metrics", nsqd.http_addr()),
         "--hold=200ms".into(),
     ]);
-    run.assert_ok();
-    assert_eq!(run.num("opened"), 300.0);
+    run.assert_ok("storm");
+    assert_eq!(run.num::<f64>("opened"), 300.0);
     assert_eq!(run.field("identify"), "true");
-    assert_eq!(run.num("source_ips"), 3.0);
-    assert_eq!(run.num("broker_clients"), 300.0);
+    assert_eq!(run.num::<f64>("source_ips"), 3.0);
+    assert_eq!(run.num::<f64>("broker_clients"), 300.0);
     assert!(
         !run.stdout.contains("ping"),
         "no --ping-url: {}",
@@ -204,8 +157,8 @@ fn failed_connections_are_counted_by_reason_and_fail_the_run() {
         "--hold=0s".into(),
     ]);
     assert_eq!(run.status.code(), Some(1), "stderr: {}", run.stderr);
-    assert_eq!(run.num("opened"), 0.0);
-    assert_eq!(run.num("failed"), 20.0);
+    assert_eq!(run.num::<f64>("opened"), 0.0);
+    assert_eq!(run.num::<f64>("failed"), 20.0);
     assert_eq!(run.field("fail_reasons"), "connect/ECONNREFUSED:20");
     assert!(
         run.stderr
