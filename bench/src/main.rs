@@ -530,17 +530,9 @@ async fn run_writer(args: WriterArgs, connections: usize) -> Result<ExitCode> {
 
 /// `nsq_diskqueue_fsyncs_total` from a broker's `/metrics`.
 async fn fsyncs(url: &str) -> Result<u64> {
-    use nsq_common::http::client::{fetch, Timeouts};
-    let resp = fetch("GET", url, None, None, Timeouts::default())
-        .await
-        .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;
-    if !resp.is_success() {
-        bail!("GET {url}: status {}", resp.status);
-    }
-    let text = String::from_utf8_lossy(&resp.body);
-    text.lines()
-        .find_map(|l| l.strip_prefix("nsq_diskqueue_fsyncs_total "))
-        .and_then(|v| v.trim().parse().ok())
+    let text = storm::metrics_text(url).await?;
+    storm::metric(&text, "nsq_diskqueue_fsyncs_total")
+        .map(|v| v as u64)
         .with_context(|| format!("{url} has no nsq_diskqueue_fsyncs_total"))
 }
 

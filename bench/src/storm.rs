@@ -235,14 +235,19 @@ struct Sample {
     max_fds: Option<u64>,
 }
 
-async fn sample(url: &str) -> Result<Sample> {
+/// A broker's `/metrics` text.
+pub async fn metrics_text(url: &str) -> Result<String> {
     let resp = fetch("GET", url, None, None, Timeouts::default())
         .await
         .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;
     if !resp.is_success() {
         bail!("GET {url}: status {}", resp.status);
     }
-    let text = String::from_utf8_lossy(&resp.body);
+    Ok(String::from_utf8_lossy(&resp.body).into_owned())
+}
+
+async fn sample(url: &str) -> Result<Sample> {
+    let text = metrics_text(url).await?;
     let whole = |name| {
         metric(&text, name)
             .filter(|v| v.is_finite() && *v >= 0.0)
