@@ -107,6 +107,9 @@ pub struct DiskQueue {
     /// Records read so far; [`Pending::reads_ok`] says how many of them the
     /// persisted read position covers (the rest a crash delivers again).
     read_seq: u64,
+    /// `read_seq` when the last sync was started: reads since then are
+    /// covered by no sync, finished or not.
+    reads_submitted: u64,
     /// Reads whose records go on to other queues: the owner says when they
     /// are safe there ([`Self::handed_off`]) before a sync may cover them.
     hand_off: bool,
@@ -186,6 +189,7 @@ impl DiskQueue {
             put_seq: 0,
             ops_since_sync: 0,
             read_seq: 0,
+            reads_submitted: 0,
             hand_off: false,
             spent: Vec::new(),
             unsynced_writes: false,
@@ -342,9 +346,11 @@ impl DiskQueue {
                 break;
             }
         }
-        // Start the next sync half-way, so reads seldom wait for it.
-        let lag = self.read_lag();
-        if self.background_sync && lag > 0 && lag + next >= bound / 2 && !self.bg.is_busy() {
+        // Start the next sync half-way, so reads seldom wait for it. Reads
+        // not yet in any sync decide, so a sync under way costs no lock here.
+        let pending = self.read_seq - self.reads_submitted;
+        if self.background_sync && pending > 0 && pending + next >= bound / 2 && !self.bg.is_busy()
+        {
             let _ = self.sync_in_background();
         }
         next
@@ -474,6 +480,7 @@ impl DiskQueue {
         }
         self.bg.synced_to(self.put_seq);
         self.bg.reads_synced(self.read_seq);
+        self.reads_submitted = self.read_seq;
         self.need_sync = false;
         self.ops_since_sync = 0;
         // The persisted read position is past them now.
@@ -543,6 +550,7 @@ impl DiskQueue {
         self.bg.synced_to(self.put_seq);
         // Nothing is left to deliver twice.
         self.bg.reads_synced(self.read_seq);
+        self.reads_submitted = self.read_seq;
         let res = self.skip_to_next_rw_file();
         self.remove_spent_files();
         self.ops_since_sync = 0;
@@ -624,6 +632,7 @@ impl DiskQueue {
         match bg_sync::submit(job) {
             Ok(()) => {
                 self.unsynced_writes = false;
+                self.reads_submitted = self.read_seq;
                 self.ops_since_sync = 0;
                 Ok(())
             }
